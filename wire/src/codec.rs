@@ -1,0 +1,387 @@
+//! Encoding and decoding of frame bodies, with every decoded field checked
+//! against its named limit. Decoding never panics on any input.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::frame::{FrameHeader, Opcode, FRAME_HEADER_LEN};
+use crate::limits::*;
+use crate::message::*;
+use crate::validate::{validate_bucket_name, validate_key, ValidationError};
+
+/// Why a body was refused. One variant per reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// postcard could not read the body as the opcode's message.
+    #[error("body of {opcode:?} is malformed: {source}")]
+    Malformed {
+        /// The opcode.
+        opcode: Opcode,
+        /// postcard's reason.
+        source: postcard::Error,
+    },
+    /// Bytes left after the message.
+    #[error("body of {opcode:?} has {extra_bytes} trailing bytes")]
+    TrailingBytes {
+        /// The opcode.
+        opcode: Opcode,
+        /// How many.
+        extra_bytes: usize,
+    },
+    /// A response opcode where a request was expected, or the reverse.
+    #[error("opcode {opcode:?} is not a {expected}")]
+    WrongDirection {
+        /// The opcode.
+        opcode: Opcode,
+        /// "request" or "response".
+        expected: &'static str,
+    },
+    /// A bucket name or key failed validation.
+    #[error("invalid field in {opcode:?}: {source}")]
+    Invalid {
+        /// The opcode.
+        opcode: Opcode,
+        /// What was wrong.
+        source: ValidationError,
+    },
+    /// A string field is longer than its limit.
+    #[error("field {field} has {len_bytes} bytes, more than the limit of {max_bytes}")]
+    FieldTooLong {
+        /// Field name.
+        field: &'static str,
+        /// Its length.
+        len_bytes: usize,
+        /// The limit.
+        max_bytes: usize,
+    },
+    /// A list field has more entries than its limit.
+    #[error("field {field} has {count} entries, more than the limit of {max}")]
+    TooManyEntries {
+        /// Field name.
+        field: &'static str,
+        /// Entries found.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A numeric field is out of its range.
+    #[error("field {field} is {value}, outside {allowed}")]
+    OutOfRange {
+        /// Field name.
+        field: &'static str,
+        /// Value found.
+        value: u64,
+        /// The allowed range, in words.
+        allowed: &'static str,
+    },
+}
+
+/// Why a message could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The body would exceed [`BODY_BYTES_MAX`].
+    #[error("encoded body of {len_bytes} bytes exceeds the limit of {BODY_BYTES_MAX}")]
+    BodyTooLong {
+        /// Its length.
+        len_bytes: usize,
+    },
+    /// The payload would exceed [`SHARD_BYTES_MAX`].
+    #[error("payload of {len_bytes} bytes exceeds the limit of {SHARD_BYTES_MAX}")]
+    PayloadTooLong {
+        /// Its length.
+        len_bytes: u64,
+    },
+    /// postcard failed (cannot happen for these types; kept typed anyway).
+    #[error("postcard encoding failed: {0}")]
+    Postcard(postcard::Error),
+}
+
+/// A message that can be the body of a frame.
+pub trait FrameBody {
+    /// Its opcode.
+    fn opcode(&self) -> Opcode;
+    /// Its postcard bytes.
+    fn to_body(&self) -> Result<Vec<u8>, postcard::Error>;
+}
+
+impl FrameBody for Request {
+    fn opcode(&self) -> Opcode {
+        match self {
+            Request::PutShard(_) => Opcode::PutShard,
+            Request::GetShard(_) => Opcode::GetShard,
+            Request::Head(_) => Opcode::Head,
+            Request::Delete(_) => Opcode::Delete,
+            Request::List(_) => Opcode::List,
+            Request::CreateBucket(_) => Opcode::CreateBucket,
+            Request::GetBucket(_) => Opcode::GetBucket,
+            Request::NodeStatus(_) => Opcode::NodeStatus,
+        }
+    }
+    fn to_body(&self) -> Result<Vec<u8>, postcard::Error> {
+        match self {
+            Request::PutShard(m) => postcard::to_stdvec(m),
+            Request::GetShard(m) => postcard::to_stdvec(m),
+            Request::Head(m) => postcard::to_stdvec(m),
+            Request::Delete(m) => postcard::to_stdvec(m),
+            Request::List(m) => postcard::to_stdvec(m),
+            Request::CreateBucket(m) => postcard::to_stdvec(m),
+            Request::GetBucket(m) => postcard::to_stdvec(m),
+            Request::NodeStatus(m) => postcard::to_stdvec(m),
+        }
+    }
+}
+
+impl FrameBody for Response {
+    fn opcode(&self) -> Opcode {
+        match self {
+            Response::PutShardOk(_) => Opcode::PutShardOk,
+            Response::GetShardOk(_) => Opcode::GetShardOk,
+            Response::HeadOk(_) => Opcode::HeadOk,
+            Response::DeleteOk(_) => Opcode::DeleteOk,
+            Response::ListOk(_) => Opcode::ListOk,
+            Response::CreateBucketOk(_) => Opcode::CreateBucketOk,
+            Response::GetBucketOk(_) => Opcode::GetBucketOk,
+            Response::NodeStatusOk(_) => Opcode::NodeStatusOk,
+            Response::Error(_) => Opcode::Error,
+        }
+    }
+    fn to_body(&self) -> Result<Vec<u8>, postcard::Error> {
+        match self {
+            Response::PutShardOk(m) => postcard::to_stdvec(m),
+            Response::GetShardOk(m) => postcard::to_stdvec(m),
+            Response::HeadOk(m) => postcard::to_stdvec(m),
+            Response::DeleteOk(m) => postcard::to_stdvec(m),
+            Response::ListOk(m) => postcard::to_stdvec(m),
+            Response::CreateBucketOk(m) => postcard::to_stdvec(m),
+            Response::GetBucketOk(m) => postcard::to_stdvec(m),
+            Response::NodeStatusOk(m) => postcard::to_stdvec(m),
+            Response::Error(m) => postcard::to_stdvec(m),
+        }
+    }
+}
+
+/// Header plus body of a frame carrying `msg`; the caller sends
+/// `payload_len` raw bytes after it.
+pub fn encode_frame(request_id: u64, msg: &impl FrameBody, payload_len: u64) -> Result<Vec<u8>, EncodeError> {
+    if payload_len > SHARD_BYTES_MAX {
+        return Err(EncodeError::PayloadTooLong { len_bytes: payload_len });
+    }
+    let body = msg.to_body().map_err(EncodeError::Postcard)?;
+    let body_len = u32::try_from(body.len())
+        .ok()
+        .filter(|&l| l <= BODY_BYTES_MAX)
+        .ok_or(EncodeError::BodyTooLong { len_bytes: body.len() })?;
+    let header = FrameHeader::new(msg.opcode(), request_id, body_len, payload_len);
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
+    out.extend_from_slice(&header.to_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+fn take<T: DeserializeOwned>(opcode: Opcode, body: &[u8]) -> Result<T, DecodeError> {
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(body).map_err(|source| DecodeError::Malformed { opcode, source })?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes { opcode, extra_bytes: rest.len() });
+    }
+    Ok(value)
+}
+
+/// A decoded body: a request or a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Decoded {
+    Request(Request),
+    Response(Response),
+}
+
+/// Decode and validate the body of a frame whose header said `opcode`.
+pub fn decode_body(opcode: Opcode, body: &[u8]) -> Result<Decoded, DecodeError> {
+    use Opcode as O;
+    let decoded = match opcode {
+        O::PutShard => Decoded::Request(Request::PutShard(take(opcode, body)?)),
+        O::GetShard => Decoded::Request(Request::GetShard(take(opcode, body)?)),
+        O::Head => Decoded::Request(Request::Head(take(opcode, body)?)),
+        O::Delete => Decoded::Request(Request::Delete(take(opcode, body)?)),
+        O::List => Decoded::Request(Request::List(take(opcode, body)?)),
+        O::CreateBucket => Decoded::Request(Request::CreateBucket(take(opcode, body)?)),
+        O::GetBucket => Decoded::Request(Request::GetBucket(take(opcode, body)?)),
+        O::NodeStatus => Decoded::Request(Request::NodeStatus(take(opcode, body)?)),
+        O::PutShardOk => Decoded::Response(Response::PutShardOk(take(opcode, body)?)),
+        O::GetShardOk => Decoded::Response(Response::GetShardOk(take(opcode, body)?)),
+        O::HeadOk => Decoded::Response(Response::HeadOk(take(opcode, body)?)),
+        O::DeleteOk => Decoded::Response(Response::DeleteOk(take(opcode, body)?)),
+        O::ListOk => Decoded::Response(Response::ListOk(take(opcode, body)?)),
+        O::CreateBucketOk => Decoded::Response(Response::CreateBucketOk(take(opcode, body)?)),
+        O::GetBucketOk => Decoded::Response(Response::GetBucketOk(take(opcode, body)?)),
+        O::NodeStatusOk => Decoded::Response(Response::NodeStatusOk(take(opcode, body)?)),
+        O::Error => Decoded::Response(Response::Error(take(opcode, body)?)),
+    };
+    check(opcode, &decoded)?;
+    Ok(decoded)
+}
+
+/// Decode a body that must be a request.
+pub fn decode_request(opcode: Opcode, body: &[u8]) -> Result<Request, DecodeError> {
+    match decode_body(opcode, body)? {
+        Decoded::Request(r) => Ok(r),
+        Decoded::Response(_) => Err(DecodeError::WrongDirection { opcode, expected: "request" }),
+    }
+}
+
+/// Decode a body that must be a response.
+pub fn decode_response(opcode: Opcode, body: &[u8]) -> Result<Response, DecodeError> {
+    match decode_body(opcode, body)? {
+        Decoded::Response(r) => Ok(r),
+        Decoded::Request(_) => Err(DecodeError::WrongDirection { opcode, expected: "response" }),
+    }
+}
+
+fn max_len(field: &'static str, s: &str, max_bytes: usize) -> Result<(), DecodeError> {
+    if s.len() > max_bytes {
+        return Err(DecodeError::FieldTooLong { field, len_bytes: s.len(), max_bytes });
+    }
+    Ok(())
+}
+
+fn bucket(opcode: Opcode, name: &str) -> Result<(), DecodeError> {
+    validate_bucket_name(name).map_err(|source| DecodeError::Invalid { opcode, source })
+}
+
+fn key(opcode: Opcode, k: &str) -> Result<(), DecodeError> {
+    validate_key(k).map_err(|source| DecodeError::Invalid { opcode, source })
+}
+
+/// Check an object metadata record against the limits.
+pub fn check_meta(opcode: Opcode, meta: &ObjectMeta) -> Result<(), DecodeError> {
+    key(opcode, &meta.key)?;
+    if let Some(ct) = &meta.content_type {
+        max_len("content_type", ct, CONTENT_TYPE_BYTES_MAX)?;
+    }
+    max_len("owner", &meta.owner, OWNER_BYTES_MAX)?;
+    if meta.user_meta.len() > USER_META_ENTRIES_MAX {
+        return Err(DecodeError::TooManyEntries {
+            field: "user_meta",
+            count: meta.user_meta.len(),
+            max: USER_META_ENTRIES_MAX,
+        });
+    }
+    let total: usize = meta.user_meta.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > USER_META_BYTES_MAX {
+        return Err(DecodeError::FieldTooLong { field: "user_meta", len_bytes: total, max_bytes: USER_META_BYTES_MAX });
+    }
+    if meta.stripe_count > STRIPES_PER_OBJECT_MAX {
+        return Err(DecodeError::OutOfRange {
+            field: "stripe_count",
+            value: u64::from(meta.stripe_count),
+            allowed: "0..=STRIPES_PER_OBJECT_MAX",
+        });
+    }
+    if u64::from(meta.stripe_bytes) > SHARD_BYTES_MAX {
+        return Err(DecodeError::OutOfRange {
+            field: "stripe_bytes",
+            value: u64::from(meta.stripe_bytes),
+            allowed: "0..=SHARD_BYTES_MAX",
+        });
+    }
+    let needed = u64::from(meta.stripe_count) * u64::from(meta.stripe_bytes);
+    let fits = meta.size_bytes <= needed
+        && (meta.stripe_count == 0 || meta.size_bytes > needed - u64::from(meta.stripe_bytes));
+    if !fits && !(meta.size_bytes == 0 && meta.stripe_count == 0) {
+        return Err(DecodeError::OutOfRange {
+            field: "size_bytes",
+            value: meta.size_bytes,
+            allowed: "(stripe_count - 1) * stripe_bytes < size <= stripe_count * stripe_bytes",
+        });
+    }
+    Ok(())
+}
+
+fn check(opcode: Opcode, decoded: &Decoded) -> Result<(), DecodeError> {
+    match decoded {
+        Decoded::Request(Request::PutShard(m)) => {
+            bucket(opcode, &m.bucket)?;
+            key(opcode, &m.key)?;
+            if m.stripe.0 >= STRIPES_PER_OBJECT_MAX {
+                return Err(DecodeError::OutOfRange {
+                    field: "stripe",
+                    value: u64::from(m.stripe.0),
+                    allowed: "0..STRIPES_PER_OBJECT_MAX",
+                });
+            }
+            if let Some(meta) = &m.meta {
+                check_meta(opcode, meta)?;
+            }
+        }
+        Decoded::Request(Request::GetShard(m)) => {
+            bucket(opcode, &m.bucket)?;
+            key(opcode, &m.key)?;
+        }
+        Decoded::Request(Request::Head(m)) => {
+            bucket(opcode, &m.bucket)?;
+            key(opcode, &m.key)?;
+        }
+        Decoded::Request(Request::Delete(m)) => {
+            bucket(opcode, &m.bucket)?;
+            key(opcode, &m.key)?;
+        }
+        Decoded::Request(Request::List(m)) => {
+            bucket(opcode, &m.bucket)?;
+            max_len("prefix", &m.prefix, LIST_ARG_BYTES_MAX)?;
+            if let Some(d) = &m.delimiter {
+                max_len("delimiter", d, LIST_ARG_BYTES_MAX)?;
+            }
+            if let Some(s) = &m.start_after {
+                max_len("start_after", s, LIST_ARG_BYTES_MAX)?;
+            }
+            if m.limit == 0 || m.limit > LIST_LIMIT_MAX {
+                return Err(DecodeError::OutOfRange {
+                    field: "limit",
+                    value: u64::from(m.limit),
+                    allowed: "1..=LIST_LIMIT_MAX",
+                });
+            }
+        }
+        Decoded::Request(Request::CreateBucket(m)) => {
+            bucket(opcode, &m.info.name)?;
+            max_len("owner", &m.info.owner, OWNER_BYTES_MAX)?;
+        }
+        Decoded::Request(Request::GetBucket(m)) => bucket(opcode, &m.name)?,
+        Decoded::Request(Request::NodeStatus(_)) => {}
+        Decoded::Response(Response::GetShardOk(m)) => check_meta(opcode, &m.meta)?,
+        Decoded::Response(Response::HeadOk(m)) => check_meta(opcode, m)?,
+        Decoded::Response(Response::ListOk(m)) => {
+            let count = m.entries.len() + m.common_prefixes.len();
+            if count > LIST_LIMIT_MAX as usize {
+                return Err(DecodeError::TooManyEntries { field: "entries", count, max: LIST_LIMIT_MAX as usize });
+            }
+        }
+        Decoded::Response(Response::NodeStatusOk(m)) => {
+            if m.cores.len() > CORES_PER_NODE_MAX {
+                return Err(DecodeError::TooManyEntries {
+                    field: "cores",
+                    count: m.cores.len(),
+                    max: CORES_PER_NODE_MAX,
+                });
+            }
+            let targets: usize = m.cores.iter().map(|c| c.targets.len()).sum();
+            if targets > TARGETS_PER_NODE_MAX {
+                return Err(DecodeError::TooManyEntries { field: "targets", count: targets, max: TARGETS_PER_NODE_MAX });
+            }
+        }
+        Decoded::Response(Response::Error(m)) => max_len("detail", &m.detail, ERROR_DETAIL_BYTES_MAX)?,
+        Decoded::Response(
+            Response::PutShardOk(_)
+            | Response::DeleteOk(_)
+            | Response::CreateBucketOk(_)
+            | Response::GetBucketOk(_),
+        ) => {}
+    }
+    Ok(())
+}
+
+/// Serialize any serde value with postcard; for records stored on disk
+/// by the node, which share these types.
+pub fn to_postcard<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_stdvec(value)
+}

@@ -1,0 +1,186 @@
+//! Golden byte vectors: one hex file per message under tests/golden/. A
+//! format change shows up as a diff of these files. Regenerate deliberately
+//! with `TESSERA_UPDATE_GOLDEN=1 cargo test -p tessera-wire --test golden`.
+
+use tessera_wire::*;
+
+fn meta() -> ObjectMeta {
+    ObjectMeta {
+        key: "photos/2026/cat.jpg".into(),
+        version: VersionId(0x0000_0192_3456_789a_0001_0000_0000_002a),
+        size_bytes: 1_500_000,
+        stripe_bytes: 1_048_576,
+        stripe_count: 2,
+        content_crc32c: 0xdead_beef,
+        created_ms: 1_795_000_000_000,
+        content_type: Some("image/jpeg".into()),
+        owner: "alice".into(),
+        user_meta: vec![("camera".into(), "x100".into())],
+        storage_class: StorageClass::Standard,
+        delete_marker: false,
+    }
+}
+
+fn bucket_info() -> BucketInfo {
+    BucketInfo {
+        name: "photos".into(),
+        versioned: true,
+        owner: "alice".into(),
+        created_ms: 1_795_000_000_000,
+        storage_class: StorageClass::InfrequentAccess,
+    }
+}
+
+fn requests() -> Vec<(&'static str, Request, u64)> {
+    vec![
+        (
+            "put_shard",
+            Request::PutShard(PutShard {
+                target: TargetId(3),
+                bucket: "photos".into(),
+                key: "photos/2026/cat.jpg".into(),
+                version: meta().version,
+                stripe: StripeIndex(1),
+                shard: ShardIndex(0),
+                shard_crc32c: 0x0102_0304,
+                meta: Some(meta()),
+            }),
+            451_424,
+        ),
+        (
+            "get_shard",
+            Request::GetShard(GetShard {
+                target: TargetId(3),
+                bucket: "photos".into(),
+                key: "photos/2026/cat.jpg".into(),
+                version: None,
+                stripe: StripeIndex(0),
+                shard: ShardIndex(0),
+                range: Some(ByteRange { offset: 4_096, len: 100 }),
+            }),
+            0,
+        ),
+        (
+            "head",
+            Request::Head(Head { target: TargetId(1), bucket: "photos".into(), key: "k".into(), version: Some(VersionId(7)) }),
+            0,
+        ),
+        (
+            "delete",
+            Request::Delete(DeleteObject {
+                target: TargetId(1),
+                bucket: "photos".into(),
+                key: "k".into(),
+                version: None,
+                marker_version: VersionId(99),
+            }),
+            0,
+        ),
+        (
+            "list",
+            Request::List(List {
+                target: TargetId(0),
+                bucket: "photos".into(),
+                prefix: "2026/".into(),
+                delimiter: Some("/".into()),
+                start_after: Some("2026/a".into()),
+                limit: 1_000,
+            }),
+            0,
+        ),
+        ("create_bucket", Request::CreateBucket(CreateBucket { target: TargetId(0), info: bucket_info() }), 0),
+        ("get_bucket", Request::GetBucket(GetBucket { target: TargetId(0), name: "photos".into() }), 0),
+        ("node_status", Request::NodeStatus(NodeStatus {}), 0),
+    ]
+}
+
+fn responses() -> Vec<(&'static str, Response, u64)> {
+    vec![
+        ("put_shard_ok", Response::PutShardOk(PutShardOk { target: TargetId(3), committed: true }), 0),
+        (
+            "get_shard_ok",
+            Response::GetShardOk(GetShardOk { meta: meta(), shard_len: 1_048_576, payload_crc32c: 0x0a0b_0c0d }),
+            100,
+        ),
+        ("head_ok", Response::HeadOk(meta()), 0),
+        ("delete_ok", Response::DeleteOk(DeleteOk { removed: vec![VersionId(5)], marker: Some(VersionId(6)) }), 0),
+        (
+            "list_ok",
+            Response::ListOk(ListOk {
+                entries: vec![ListEntry {
+                    key: "2026/a.jpg".into(),
+                    version: VersionId(12),
+                    size_bytes: 10,
+                    created_ms: 1_795_000_000_000,
+                    content_crc32c: 1,
+                }],
+                common_prefixes: vec!["2026/b/".into()],
+                truncated: true,
+            }),
+            0,
+        ),
+        ("create_bucket_ok", Response::CreateBucketOk(bucket_info()), 0),
+        ("get_bucket_ok", Response::GetBucketOk(bucket_info()), 0),
+        (
+            "node_status_ok",
+            Response::NodeStatusOk(NodeStatusOk {
+                node: "n1".into(),
+                version: "0.1.0".into(),
+                cores: vec![CoreStatus {
+                    core: CoreIndex(0),
+                    port: 7_400,
+                    targets: vec![TargetStatus { target: TargetId(0), capacity_bytes: 1 << 30, free_bytes: 1 << 29 }],
+                }],
+            }),
+            0,
+        ),
+        ("error", Response::Error(ErrorBody { code: ErrorCode::TargetFull, detail: "target t0 is full".into() }), 0),
+    ]
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::new();
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 && i % 32 == 0 {
+            s.push('\n');
+        }
+        s.push_str(&format!("{b:02x}"));
+    }
+    s.push('\n');
+    s
+}
+
+fn check_golden(name: &str, bytes: &[u8]) {
+    let path = format!("{}/tests/golden/{name}.hex", env!("CARGO_MANIFEST_DIR"));
+    let text = hex(bytes);
+    if std::env::var_os("TESSERA_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).expect("write golden file");
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    assert_eq!(text, want, "{name}: encoding differs from {path}");
+}
+
+#[test]
+fn every_request_matches_its_golden_vector_and_round_trips() {
+    for (i, (name, msg, payload)) in requests().into_iter().enumerate() {
+        let frame = encode_frame(i as u64 + 1, &msg, payload).expect("encode");
+        check_golden(name, &frame);
+        let (header, opcode) = FrameHeader::decode(&frame).expect("header");
+        assert_eq!(header.request_id.get(), i as u64 + 1);
+        assert_eq!(header.payload_len.get(), payload);
+        let body = &frame[FRAME_HEADER_LEN..];
+        assert_eq!(header.body_len.get() as usize, body.len());
+        assert_eq!(decode_request(opcode, body).expect("decode"), msg, "{name}");
+    }
+}
+
+#[test]
+fn every_response_matches_its_golden_vector_and_round_trips() {
+    for (i, (name, msg, payload)) in responses().into_iter().enumerate() {
+        let frame = encode_frame(i as u64 + 100, &msg, payload).expect("encode");
+        check_golden(name, &frame);
+        let (_, opcode) = FrameHeader::decode(&frame).expect("header");
+        assert_eq!(decode_response(opcode, &frame[FRAME_HEADER_LEN..]).expect("decode"), msg, "{name}");
+    }
+}
