@@ -366,15 +366,16 @@ fn check(opcode: Opcode, decoded: &Decoded) -> Result<(), DecodeError> {
             }
             let targets: usize = m.cores.iter().map(|c| c.targets.len()).sum();
             if targets > TARGETS_PER_NODE_MAX {
-                return Err(DecodeError::TooManyEntries { field: "targets", count: targets, max: TARGETS_PER_NODE_MAX });
+                return Err(DecodeError::TooManyEntries {
+                    field: "targets",
+                    count: targets,
+                    max: TARGETS_PER_NODE_MAX,
+                });
             }
         }
         Decoded::Response(Response::Error(m)) => max_len("detail", &m.detail, ERROR_DETAIL_BYTES_MAX)?,
         Decoded::Response(
-            Response::PutShardOk(_)
-            | Response::DeleteOk(_)
-            | Response::CreateBucketOk(_)
-            | Response::GetBucketOk(_),
+            Response::PutShardOk(_) | Response::DeleteOk(_) | Response::CreateBucketOk(_) | Response::GetBucketOk(_),
         ) => {}
     }
     Ok(())

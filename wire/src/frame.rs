@@ -185,8 +185,7 @@ impl FrameHeader {
         let Some(raw) = bytes.get(..FRAME_HEADER_LEN) else {
             return Err(HeaderError::Truncated { got_bytes: bytes.len() });
         };
-        let h = FrameHeader::read_from_bytes(raw)
-            .map_err(|_| HeaderError::Truncated { got_bytes: bytes.len() })?;
+        let h = FrameHeader::read_from_bytes(raw).map_err(|_| HeaderError::Truncated { got_bytes: bytes.len() })?;
         if h.magic != MAGIC {
             return Err(HeaderError::BadMagic { found: h.magic });
         }

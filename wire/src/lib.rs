@@ -22,10 +22,10 @@ pub use codec::{
 pub use frame::{FrameHeader, HeaderError, Opcode, FRAME_HEADER_LEN, MAGIC, PROTOCOL_VERSION};
 pub use ids::{CoreIndex, ShardIndex, StripeIndex, TargetId};
 pub use message::{
-    BucketInfo, ByteRange, CoreStatus, CreateBucket, DeleteObject, DeleteOk, ErrorBody, ErrorCode,
-    GetBucket, GetShard, GetShardOk, Head, List, ListEntry, ListOk, NodeStatus, NodeStatusOk,
-    ObjectMeta, PutShard, PutShardOk, Request, Response, StorageClass, TargetStatus,
+    BucketInfo, ByteRange, CoreStatus, CreateBucket, DeleteObject, DeleteOk, ErrorBody, ErrorCode, GetBucket, GetShard,
+    GetShardOk, Head, List, ListEntry, ListOk, NodeStatus, NodeStatusOk, ObjectMeta, PutShard, PutShardOk, Request,
+    Response, StorageClass, TargetStatus,
 };
-pub use placement::{target_for_object, object_hash};
+pub use placement::{object_hash, target_for_object};
 pub use validate::{validate_bucket_name, validate_key, ValidationError};
 pub use version::{Hlc, VersionId};

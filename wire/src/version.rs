@@ -87,9 +87,7 @@ impl Hlc {
 
     fn compose(&self) -> VersionId {
         VersionId(
-            (u128::from(self.last_millis) << 64)
-                | (u128::from(self.logical) << 48)
-                | (u128::from(self.tag) & TAG_MASK),
+            (u128::from(self.last_millis) << 64) | (u128::from(self.logical) << 48) | (u128::from(self.tag) & TAG_MASK),
         )
     }
 }

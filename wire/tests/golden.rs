@@ -62,7 +62,12 @@ fn requests() -> Vec<(&'static str, Request, u64)> {
         ),
         (
             "head",
-            Request::Head(Head { target: TargetId(1), bucket: "photos".into(), key: "k".into(), version: Some(VersionId(7)) }),
+            Request::Head(Head {
+                target: TargetId(1),
+                bucket: "photos".into(),
+                key: "k".into(),
+                version: Some(VersionId(7)),
+            }),
             0,
         ),
         (

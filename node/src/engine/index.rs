@@ -1,0 +1,419 @@
+//! The per-target index in redb: (bucket, key) → versions → shard record
+//! locations, sorted, so listing a prefix after a key is a range scan and
+//! nothing needs every key in memory. `apply` is the one function that turns
+//! a log record into index changes; normal commits and crash replay both
+//! call it, so they cannot disagree.
+
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use tessera_wire::{BucketInfo, ListEntry, ListOk, ObjectMeta, VersionId};
+
+use super::layout::{Loc, RecordBody};
+use super::space::Space;
+use super::EngineError;
+
+/// Committed versions: obj_key(bucket, key, version) → postcard(ObjectMeta).
+pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+/// Shard records: shard_key(bucket, key, version, stripe, shard) → postcard(Loc).
+pub(crate) const SHARDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("shards");
+/// Versions with shards but no commit yet: obj_key → first-seen LSN.
+pub(crate) const PENDING: TableDefinition<&[u8], u64> = TableDefinition::new("pending");
+/// Buckets: name → postcard(BucketInfo).
+pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+/// Segment table: segment → postcard(SegInfo).
+pub(crate) const SEGMENTS: TableDefinition<u32, &[u8]> = TableDefinition::new("segments");
+/// Engine state: "checkpoint" → postcard(Checkpoint).
+pub(crate) const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
+
+/// `bucket \0 key \0`: every row of one key starts with this.
+pub(crate) fn key_prefix(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(bucket.len() + key.len() + 2 + 22);
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Key of one version; versions of a key sort newest first.
+pub(crate) fn obj_key(bucket: &str, key: &str, version: VersionId) -> Vec<u8> {
+    let mut k = key_prefix(bucket, key);
+    k.extend_from_slice(&version.to_desc_bytes());
+    k
+}
+
+/// Key of one shard record.
+pub(crate) fn shard_key(bucket: &str, key: &str, version: VersionId, stripe: u32, shard: u16) -> Vec<u8> {
+    let mut k = obj_key(bucket, key, version);
+    k.extend_from_slice(&stripe.to_be_bytes());
+    k.extend_from_slice(&shard.to_be_bytes());
+    k
+}
+
+/// Split an OBJECTS key into (key, version). `None` if malformed.
+fn split_obj_key(bucket_len: usize, raw: &[u8]) -> Option<(String, VersionId)> {
+    let rest = raw.get(bucket_len + 1..)?;
+    if rest.len() < 17 {
+        return None;
+    }
+    let (key, ver) = rest.split_at(rest.len() - 17);
+    let mut v = [0u8; 16];
+    v.copy_from_slice(&ver[1..]);
+    Some((String::from_utf8(key.to_vec()).ok()?, VersionId::from_desc_bytes(v)))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, EngineError> {
+    postcard::from_bytes(bytes).map_err(|e| EngineError::IndexCorrupt { what, detail: e.to_string() })
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, EngineError> {
+    postcard::to_stdvec(value).map_err(|e| EngineError::IndexCorrupt { what: "encode", detail: e.to_string() })
+}
+
+/// What applying one record did, for the answer to its writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Applied {
+    Shard { committed: bool },
+    Relocated { moved: bool },
+    Delete { removed: Vec<VersionId>, marker: Option<VersionId> },
+    Bucket(BucketInfo),
+}
+
+/// Apply one durable record at `loc` (its LSN is `lsn`) to the index.
+pub(crate) fn apply(
+    txn: &WriteTransaction,
+    space: &mut Space,
+    lsn: u64,
+    loc: Loc,
+    body: &RecordBody,
+) -> Result<Applied, EngineError> {
+    space.note_lsn(loc.segment, lsn);
+    match body {
+        RecordBody::Shard { bucket, key, version, stripe, shard, meta, relocated_from } => {
+            let skey = shard_key(bucket, key, *version, stripe.0, shard.0);
+            let mut shards = txn.open_table(SHARDS)?;
+            if let Some(from) = relocated_from {
+                let current: Option<Loc> = match shards.get(skey.as_slice())? {
+                    Some(v) => Some(decode("shard loc", v.value())?),
+                    None => None,
+                };
+                if current != Some(*from) {
+                    return Ok(Applied::Relocated { moved: false });
+                }
+                shards.insert(skey.as_slice(), encode(&loc)?.as_slice())?;
+                space.sub_live(from.segment, from.record_bytes());
+                space.add_live(loc.segment, loc.record_bytes());
+                return Ok(Applied::Relocated { moved: true });
+            }
+            let buckets = txn.open_table(BUCKETS)?;
+            let binfo: BucketInfo = match buckets.get(bucket.as_str())? {
+                Some(v) => decode("bucket", v.value())?,
+                None => return Err(EngineError::NoSuchBucket { bucket: bucket.clone() }),
+            };
+            let okey = obj_key(bucket, key, *version);
+            let mut objects = txn.open_table(OBJECTS)?;
+            if objects.get(okey.as_slice())?.is_some() {
+                // The version is already committed: a retried write is a no-op.
+                return Ok(Applied::Shard { committed: meta.is_some() });
+            }
+            let old = shards.insert(skey.as_slice(), encode(&loc)?.as_slice())?.map(|v| v.value().to_vec());
+            if let Some(old) = old {
+                let old: Loc = decode("shard loc", &old)?;
+                space.sub_live(old.segment, old.record_bytes());
+            }
+            space.add_live(loc.segment, loc.record_bytes());
+            let mut pending = txn.open_table(PENDING)?;
+            if pending.get(okey.as_slice())?.is_none() {
+                pending.insert(okey.as_slice(), lsn)?;
+            }
+            let Some(meta) = meta else {
+                return Ok(Applied::Shard { committed: false });
+            };
+            for s in 0..meta.stripe_count {
+                let k = shard_key(bucket, key, *version, s, shard.0);
+                if shards.get(k.as_slice())?.is_none() {
+                    return Err(EngineError::IncompleteObject { key: key.clone(), missing_stripe: s });
+                }
+            }
+            pending.remove(okey.as_slice())?;
+            objects.insert(okey.as_slice(), encode(meta)?.as_slice())?;
+            drop((objects, shards, pending, buckets));
+            if !binfo.versioned {
+                // Unversioned: the newest version id wins; every other goes.
+                let versions = versions_of(txn, bucket, key)?;
+                if let Some(&newest) = versions.first() {
+                    for v in versions.into_iter().filter(|&v| v != newest) {
+                        remove_version(txn, space, bucket, key, v)?;
+                    }
+                }
+            }
+            Ok(Applied::Shard { committed: true })
+        }
+        RecordBody::Delete { bucket, key, version, marker } => {
+            let mut removed = Vec::new();
+            match version {
+                Some(v) => {
+                    if remove_version(txn, space, bucket, key, *v)? {
+                        removed.push(*v);
+                    }
+                }
+                None if marker.is_none() => {
+                    for v in versions_of(txn, bucket, key)? {
+                        remove_version(txn, space, bucket, key, v)?;
+                        removed.push(v);
+                    }
+                }
+                None => {}
+            }
+            let mut marker_version = None;
+            if let Some(m) = marker {
+                let mut objects = txn.open_table(OBJECTS)?;
+                objects.insert(obj_key(bucket, key, m.version).as_slice(), encode(m)?.as_slice())?;
+                marker_version = Some(m.version);
+            }
+            Ok(Applied::Delete { removed, marker: marker_version })
+        }
+        RecordBody::Bucket { info } => {
+            let mut buckets = txn.open_table(BUCKETS)?;
+            let existing: Option<BucketInfo> = match buckets.get(info.name.as_str())? {
+                Some(v) => Some(decode("bucket", v.value())?),
+                None => None,
+            };
+            match existing {
+                Some(e) if e.versioned == info.versioned && e.owner == info.owner => Ok(Applied::Bucket(e)),
+                Some(_) => Err(EngineError::BucketExists { bucket: info.name.clone() }),
+                None => {
+                    buckets.insert(info.name.as_str(), encode(info)?.as_slice())?;
+                    Ok(Applied::Bucket(info.clone()))
+                }
+            }
+        }
+    }
+}
+
+/// Committed version ids of a key, newest first.
+fn versions_of(txn: &WriteTransaction, bucket: &str, key: &str) -> Result<Vec<VersionId>, EngineError> {
+    let objects = txn.open_table(OBJECTS)?;
+    let prefix = key_prefix(bucket, key);
+    let mut out = Vec::new();
+    for row in objects.range(prefix.as_slice()..)? {
+        let (k, _) = row?;
+        let k = k.value();
+        if !k.starts_with(&prefix) || k.len() != prefix.len() + 16 {
+            break;
+        }
+        let mut v = [0u8; 16];
+        v.copy_from_slice(&k[prefix.len()..]);
+        out.push(VersionId::from_desc_bytes(v));
+    }
+    Ok(out)
+}
+
+/// Remove a version's metadata and every shard record of it (committed or
+/// pending). Returns whether the version was committed.
+pub(crate) fn remove_version(
+    txn: &WriteTransaction,
+    space: &mut Space,
+    bucket: &str,
+    key: &str,
+    version: VersionId,
+) -> Result<bool, EngineError> {
+    let okey = obj_key(bucket, key, version);
+    let existed = txn.open_table(OBJECTS)?.remove(okey.as_slice())?.is_some();
+    txn.open_table(PENDING)?.remove(okey.as_slice())?;
+    let mut shards = txn.open_table(SHARDS)?;
+    let mut doomed = Vec::new();
+    for row in shards.range(okey.as_slice()..)? {
+        let (k, v) = row?;
+        if !k.value().starts_with(&okey) {
+            break;
+        }
+        doomed.push((k.value().to_vec(), decode::<Loc>("shard loc", v.value())?));
+    }
+    for (k, loc) in doomed {
+        shards.remove(k.as_slice())?;
+        space.sub_live(loc.segment, loc.record_bytes());
+    }
+    Ok(existed)
+}
+
+/// Read-side queries on a consistent snapshot.
+pub(crate) struct Reader {
+    txn: redb::ReadTransaction,
+}
+
+impl Reader {
+    pub(crate) fn new(db: &redb::Database) -> Result<Reader, EngineError> {
+        Ok(Reader { txn: db.begin_read()? })
+    }
+
+    pub(crate) fn bucket(&self, name: &str) -> Result<Option<BucketInfo>, EngineError> {
+        let t = match self.txn.open_table(BUCKETS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match t.get(name)? {
+            Some(v) => Ok(Some(decode("bucket", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The metadata of a version, or of the newest version (which may be a
+    /// delete marker: the caller decides what a marker means).
+    pub(crate) fn meta(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<VersionId>,
+    ) -> Result<Option<ObjectMeta>, EngineError> {
+        let objects = self.txn.open_table(OBJECTS)?;
+        if let Some(v) = version {
+            return match objects.get(obj_key(bucket, key, v).as_slice())? {
+                Some(m) => Ok(Some(decode("object meta", m.value())?)),
+                None => Ok(None),
+            };
+        }
+        let prefix = key_prefix(bucket, key);
+        let Some(row) = objects.range(prefix.as_slice()..)?.next() else { return Ok(None) };
+        let (k, m) = row?;
+        if !k.value().starts_with(&prefix) || k.value().len() != prefix.len() + 16 {
+            return Ok(None);
+        }
+        Ok(Some(decode("object meta", m.value())?))
+    }
+
+    pub(crate) fn shard(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+        stripe: u32,
+        shard: u16,
+    ) -> Result<Option<Loc>, EngineError> {
+        let shards = self.txn.open_table(SHARDS)?;
+        match shards.get(shard_key(bucket, key, version, stripe, shard).as_slice())? {
+            Some(v) => Ok(Some(decode("shard loc", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Latest visible versions of keys under `prefix`, after `start_after`.
+    pub(crate) fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        start_after: Option<&str>,
+        limit: u32,
+    ) -> Result<ListOk, EngineError> {
+        let objects = self.txn.open_table(OBJECTS)?;
+        let mut out = ListOk { entries: Vec::new(), common_prefixes: Vec::new(), truncated: false };
+        let bucket_start = {
+            let mut b = bucket.as_bytes().to_vec();
+            b.push(0);
+            b
+        };
+        let bucket_end = {
+            let mut b = bucket.as_bytes().to_vec();
+            b.push(1);
+            b
+        };
+        // Position: first key > start_after (or >= prefix).
+        let mut lower = bucket_start.clone();
+        lower.extend_from_slice(prefix.as_bytes());
+        if let Some(sa) = start_after.filter(|sa| *sa >= prefix) {
+            lower = bucket_start.clone();
+            lower.extend_from_slice(sa.as_bytes());
+            // Skip the start key itself and, when it is a rolled-up prefix,
+            // everything under it.
+            let rolled = delimiter.is_some_and(|d| !d.is_empty() && sa.ends_with(d));
+            lower.push(if rolled { 0xff } else { 1 });
+        }
+        let mut last_key: Option<String> = None;
+        'scan: loop {
+            let mut next_lower = None;
+            for row in objects.range(lower.as_slice()..bucket_end.as_slice())? {
+                let (k, m) = row?;
+                let Some((key, _)) = split_obj_key(bucket.len(), k.value()) else { continue };
+                if !key.starts_with(prefix) {
+                    if key.as_str() > prefix {
+                        break 'scan;
+                    }
+                    continue;
+                }
+                if last_key.as_deref() == Some(key.as_str()) {
+                    continue; // an older version of a key already handled
+                }
+                last_key = Some(key.clone());
+                if let Some(d) = delimiter.filter(|d| !d.is_empty()) {
+                    if let Some(i) = key[prefix.len()..].find(d) {
+                        let cp = key[..prefix.len() + i + d.len()].to_string();
+                        if out.entries.len() + out.common_prefixes.len() == limit as usize {
+                            out.truncated = true;
+                            break 'scan;
+                        }
+                        let mut nl = bucket_start.clone();
+                        nl.extend_from_slice(cp.as_bytes());
+                        nl.push(0xff);
+                        out.common_prefixes.push(cp);
+                        next_lower = Some(nl);
+                        break;
+                    }
+                }
+                let meta: ObjectMeta = decode("object meta", m.value())?;
+                if meta.delete_marker {
+                    continue;
+                }
+                if out.entries.len() + out.common_prefixes.len() == limit as usize {
+                    out.truncated = true;
+                    break 'scan;
+                }
+                out.entries.push(ListEntry {
+                    key,
+                    version: meta.version,
+                    size_bytes: meta.size_bytes,
+                    created_ms: meta.created_ms,
+                    content_crc32c: meta.content_crc32c,
+                });
+            }
+            match next_lower {
+                Some(nl) => lower = nl,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn object_count(&self) -> Result<u64, EngineError> {
+        Ok(self.txn.open_table(OBJECTS)?.len()?)
+    }
+}
+
+/// Create every table so readers never meet a missing one.
+pub(crate) fn create_tables(db: &redb::Database) -> Result<(), EngineError> {
+    let txn = db.begin_write()?;
+    txn.open_table(OBJECTS)?;
+    txn.open_table(SHARDS)?;
+    txn.open_table(PENDING)?;
+    txn.open_table(BUCKETS)?;
+    txn.open_table(SEGMENTS)?;
+    txn.open_table(STATE)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// All pending (uncommitted) versions: (bucket, key, version).
+pub(crate) fn pending_versions(txn: &WriteTransaction) -> Result<Vec<(String, String, VersionId)>, EngineError> {
+    let pending = txn.open_table(PENDING)?;
+    let mut out = Vec::new();
+    for row in pending.iter()? {
+        let (k, _) = row?;
+        let raw = k.value();
+        let Some(z) = raw.iter().position(|&b| b == 0) else { continue };
+        let bucket = String::from_utf8_lossy(&raw[..z]).into_owned();
+        if let Some((key, v)) = split_obj_key(z, raw) {
+            out.push((bucket, key, v));
+        }
+    }
+    Ok(out)
+}

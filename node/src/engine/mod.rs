@@ -1,0 +1,620 @@
+//! The storage engine of one target: an append-only log of checksummed,
+//! 4 KiB-aligned records in fixed-size segments of one O_DIRECT file, an
+//! index in redb, group-committed fdatasync, crash replay, and compaction.
+//!
+//! Durability contract: a write is answered only after its record is on
+//! stable storage (fdatasync) and applied to the index. The index itself is
+//! committed to redb without fsync and made durable by periodic
+//! checkpoints; after a crash, records newer than the checkpoint are
+//! replayed from the log. See docs/ARCHITECTURE.md.
+//!
+//! Everything here runs on one core's thread: `Engine` is `!Send` and uses
+//! `RefCell`, never across an `.await`.
+
+mod commit;
+mod index;
+mod layout;
+mod maintain;
+mod recovery;
+mod space;
+
+use std::cell::{Cell, RefCell};
+use std::fs::File;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tessera_wire::{BucketInfo, ByteRange, ListOk, ObjectMeta, ShardIndex, StripeIndex, TargetId, VersionId};
+use tokio::sync::{oneshot, Notify};
+
+use crate::io::{AlignedBuf, BlockIo, BufPool, Io, ALIGN_BYTES};
+use commit::{CommitQueue, Completed};
+use index::{Applied, Reader};
+use layout::{encode_record_header, encode_segment_header, record_bytes, Loc, RecordBody, RecordHeader};
+use space::{AllocClass, Space};
+
+/// Settings of one target's engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Target id (unique in the node).
+    pub target: TargetId,
+    /// Data file or block device.
+    pub path: PathBuf,
+    /// redb index file (on a file system).
+    pub index_path: PathBuf,
+    /// Bytes of the data file; ignored for an existing target.
+    pub capacity_bytes: u64,
+    /// Bytes per segment; ignored for an existing target.
+    pub segment_bytes: u64,
+    /// Segments kept for deletes and compaction when the target is full.
+    pub reserve_segments: u32,
+    /// Longest time between index checkpoints (bounds replay after a crash).
+    pub checkpoint_interval: Duration,
+    /// Compact a sealed segment when its live bytes fall below this fraction.
+    pub compaction_live_fraction_max: f64,
+}
+
+/// Errors of the engine, each naming what was wrong.
+#[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)]
+pub enum EngineError {
+    #[error("target {target} is full: {needed_bytes} bytes needed, {free_bytes} free")]
+    TargetFull { target: TargetId, needed_bytes: u64, free_bytes: u64 },
+    #[error("no such bucket {bucket:?}")]
+    NoSuchBucket { bucket: String },
+    #[error("bucket {bucket:?} already exists with other settings")]
+    BucketExists { bucket: String },
+    #[error("no such key {bucket}/{key}{}", version.map(|v| format!(" version {v}")).unwrap_or_default())]
+    NoSuchKey { bucket: String, key: String, version: Option<VersionId> },
+    #[error("stripe {stripe} of {bucket}/{key} has no shard {shard} here")]
+    NoSuchShard { bucket: String, key: String, stripe: u32, shard: u16 },
+    #[error("checksum mismatch in target {target} at offset {offset}: stored {stored:#010x}, computed {computed:#010x} ({bucket}/{key} stripe {stripe})")]
+    ChecksumMismatch {
+        target: TargetId,
+        offset: u64,
+        stored: u32,
+        computed: u32,
+        bucket: String,
+        key: String,
+        stripe: u32,
+    },
+    #[error("payload crc32c {computed:#010x} does not match the writer's {sent:#010x}")]
+    PayloadChecksum { sent: u32, computed: u32 },
+    #[error("commit of {key:?} arrived but stripe {missing_stripe} was never stored")]
+    IncompleteObject { key: String, missing_stripe: u32 },
+    #[error("range {offset}+{len} is outside the shard of {shard_len} bytes")]
+    InvalidRange { offset: u64, len: u64, shard_len: u64 },
+    #[error("shard of {len_bytes} bytes exceeds the target's record limit of {max_bytes}")]
+    ShardTooLarge { len_bytes: u64, max_bytes: u64 },
+    #[error("metadata record too large for a record header ({0})")]
+    RecordTooLarge(String),
+    #[error("I/O error on target {target} during {op} at offset {offset} ({len} bytes): {source}")]
+    Io { target: TargetId, op: &'static str, offset: u64, len: u64, source: std::io::Error },
+    #[error("target {target} stopped accepting writes after a failed fdatasync: {reason}")]
+    Failed { target: TargetId, reason: String },
+    #[error("target file {path} is unusable: {reason}")]
+    BadTarget { path: PathBuf, reason: String },
+    #[error("index corrupt ({what}): {detail}")]
+    IndexCorrupt { what: &'static str, detail: String },
+    #[error("index error: {0}")]
+    Index(String),
+}
+
+macro_rules! redb_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for EngineError {
+            fn from(e: $t) -> Self {
+                EngineError::Index(e.to_string())
+            }
+        }
+    )*};
+}
+redb_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A shard read back and verified.
+pub struct ShardRead {
+    /// Metadata of the version.
+    pub meta: ObjectMeta,
+    /// Buffer holding the shard; the requested bytes are `buf[range]`.
+    pub buf: AlignedBuf,
+    /// The requested bytes within `buf`.
+    pub range: std::ops::Range<usize>,
+    /// Full shard length.
+    pub shard_len: u64,
+    /// crc32c of the returned bytes (the writer's own crc for whole shards).
+    pub crc32c: u32,
+}
+
+/// Counters a target exposes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EngineStats {
+    /// Capacity for records.
+    pub capacity_bytes: u64,
+    /// Bytes available to new writes.
+    pub free_bytes: u64,
+    /// Segments free.
+    pub free_segments: u64,
+    /// Committed versions in the index.
+    pub objects: u64,
+    /// Segments compacted since start.
+    pub compactions: u64,
+    /// Checkpoints since start.
+    pub checkpoints: u64,
+}
+
+/// One target's engine. Cheap to clone (an `Rc`).
+#[derive(Clone)]
+pub struct Engine {
+    inner: Rc<Inner>,
+}
+
+pub(crate) struct Inner {
+    cfg: EngineConfig,
+    file: File,
+    io: Io,
+    pool: BufPool,
+    salt: u64,
+    db: redb::Database,
+    space: RefCell<Space>,
+    queue: RefCell<CommitQueue>,
+    queue_notify: Notify,
+    readers: RefCell<Vec<u32>>,
+    checkpoint_lsn: Cell<u64>,
+    last_checkpoint: Cell<Instant>,
+    failed: RefCell<Option<String>>,
+    maintain_notify: Notify,
+    compactions: Cell<u64>,
+    checkpoints: Cell<u64>,
+    stopped: Cell<bool>,
+}
+
+/// Keeps a segment from being freed while a read of it is in flight.
+struct ReadGuard<'a> {
+    readers: &'a RefCell<Vec<u32>>,
+    segment: usize,
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.readers.borrow_mut().get_mut(self.segment) {
+            *r -= 1;
+        }
+    }
+}
+
+impl Engine {
+    /// Open (or create) a target, replay its log, and start its committer
+    /// and maintenance tasks on the current core's `LocalSet`.
+    pub async fn open(cfg: EngineConfig, io: Io, pool: BufPool) -> Result<Engine, EngineError> {
+        let engine = recovery::open(cfg, io, pool).await?;
+        tokio::task::spawn_local(committer(engine.inner.clone()));
+        tokio::task::spawn_local(maintain::run(engine.inner.clone()));
+        Ok(engine)
+    }
+
+    /// The target id.
+    pub fn target(&self) -> TargetId {
+        self.inner.cfg.target
+    }
+
+    /// A pooled buffer laid out as a record: put `data_len` bytes of shard
+    /// data at `buf[ALIGN_BYTES..ALIGN_BYTES + data_len]`, then call
+    /// [`Engine::put_shard`]. One copy from the network into aligned memory.
+    pub fn record_buffer(&self, data_len: usize) -> Result<AlignedBuf, EngineError> {
+        let max = self.inner.space.borrow().record_bytes_max();
+        let bytes = record_bytes(data_len) as u64;
+        if bytes > max {
+            return Err(EngineError::ShardTooLarge { len_bytes: data_len as u64, max_bytes: max - ALIGN_BYTES as u64 });
+        }
+        let mut buf = self.inner.pool.take(bytes as usize);
+        buf.set_len(bytes as usize);
+        // Zero the padding after the data so no stale bytes reach the disk.
+        buf.as_mut_slice()[ALIGN_BYTES + data_len..].fill(0);
+        Ok(buf)
+    }
+
+    /// Store one shard durably. `buf` comes from [`Engine::record_buffer`];
+    /// `shard_crc32c` is the writer's checksum, verified here first.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_shard(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+        stripe: StripeIndex,
+        shard: ShardIndex,
+        shard_crc32c: u32,
+        meta: Option<ObjectMeta>,
+        buf: AlignedBuf,
+        data_len: usize,
+    ) -> Result<bool, EngineError> {
+        let computed = crc32c::crc32c(&buf.as_slice()[ALIGN_BYTES..ALIGN_BYTES + data_len]);
+        if computed != shard_crc32c {
+            return Err(EngineError::PayloadChecksum { sent: shard_crc32c, computed });
+        }
+        if Reader::new(&self.inner.db)?.bucket(bucket)?.is_none() {
+            return Err(EngineError::NoSuchBucket { bucket: bucket.to_owned() });
+        }
+        let body = RecordBody::Shard {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version,
+            stripe,
+            shard,
+            meta,
+            relocated_from: None,
+        };
+        match self.inner.write_record(body, buf, data_len, shard_crc32c, AllocClass::Normal).await? {
+            Applied::Shard { committed } => Ok(committed),
+            other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
+        }
+    }
+
+    /// Read and verify one shard (or a range of it).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn get_shard(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<VersionId>,
+        stripe: StripeIndex,
+        shard: ShardIndex,
+        range: Option<ByteRange>,
+    ) -> Result<ShardRead, EngineError> {
+        let (meta, loc) = {
+            let reader = Reader::new(&self.inner.db)?;
+            let meta = self.visible_meta(&reader, bucket, key, version)?;
+            let loc = reader.shard(bucket, key, meta.version, stripe.0, shard.0)?.ok_or_else(|| {
+                EngineError::NoSuchShard {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    stripe: stripe.0,
+                    shard: shard.0,
+                }
+            })?;
+            (meta, loc)
+        };
+        let shard_len = u64::from(loc.data_len);
+        let (start, len) = match range {
+            Some(r) if r.offset.checked_add(r.len).is_none_or(|end| end > shard_len) => {
+                return Err(EngineError::InvalidRange { offset: r.offset, len: r.len, shard_len })
+            }
+            Some(r) => (r.offset as usize, r.len as usize),
+            None => (0, loc.data_len as usize),
+        };
+        let buf = self.inner.read_data(loc).await?;
+        let computed = crc32c::crc32c(&buf.as_slice()[..loc.data_len as usize]);
+        if computed != loc.data_crc32c {
+            return Err(EngineError::ChecksumMismatch {
+                target: self.target(),
+                offset: loc.offset,
+                stored: loc.data_crc32c,
+                computed,
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                stripe: stripe.0,
+            });
+        }
+        let crc =
+            if len == loc.data_len as usize { computed } else { crc32c::crc32c(&buf.as_slice()[start..start + len]) };
+        Ok(ShardRead { meta, buf, range: start..start + len, shard_len, crc32c: crc })
+    }
+
+    fn visible_meta(
+        &self,
+        reader: &Reader,
+        bucket: &str,
+        key: &str,
+        version: Option<VersionId>,
+    ) -> Result<ObjectMeta, EngineError> {
+        let no_key = || EngineError::NoSuchKey { bucket: bucket.to_owned(), key: key.to_owned(), version };
+        if reader.bucket(bucket)?.is_none() {
+            return Err(EngineError::NoSuchBucket { bucket: bucket.to_owned() });
+        }
+        let meta = reader.meta(bucket, key, version)?.ok_or_else(no_key)?;
+        if meta.delete_marker {
+            return Err(no_key());
+        }
+        Ok(meta)
+    }
+
+    /// Metadata of the latest (or a given) version.
+    pub fn head(&self, bucket: &str, key: &str, version: Option<VersionId>) -> Result<ObjectMeta, EngineError> {
+        let reader = Reader::new(&self.inner.db)?;
+        self.visible_meta(&reader, bucket, key, version)
+    }
+
+    /// Delete a version, or the object (see the wire `DeleteObject` docs).
+    pub async fn delete(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<VersionId>,
+        marker_version: VersionId,
+    ) -> Result<(Vec<VersionId>, Option<VersionId>), EngineError> {
+        let info = Reader::new(&self.inner.db)?
+            .bucket(bucket)?
+            .ok_or_else(|| EngineError::NoSuchBucket { bucket: bucket.to_owned() })?;
+        let marker = (version.is_none() && info.versioned).then(|| ObjectMeta {
+            key: key.to_owned(),
+            version: marker_version,
+            size_bytes: 0,
+            stripe_bytes: 0,
+            stripe_count: 0,
+            content_crc32c: 0,
+            created_ms: marker_version.millis(),
+            content_type: None,
+            owner: info.owner.clone(),
+            user_meta: Vec::new(),
+            storage_class: info.storage_class,
+            delete_marker: true,
+        });
+        let body = RecordBody::Delete { bucket: bucket.to_owned(), key: key.to_owned(), version, marker };
+        let buf = self.record_buffer(0)?;
+        match self.inner.write_record(body, buf, 0, 0, AllocClass::Reserve).await? {
+            Applied::Delete { removed, marker } => Ok((removed, marker)),
+            other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
+        }
+    }
+
+    /// List latest versions of keys.
+    pub fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        start_after: Option<&str>,
+        limit: u32,
+    ) -> Result<ListOk, EngineError> {
+        let reader = Reader::new(&self.inner.db)?;
+        if reader.bucket(bucket)?.is_none() {
+            return Err(EngineError::NoSuchBucket { bucket: bucket.to_owned() });
+        }
+        reader.list(bucket, prefix, delimiter, start_after, limit)
+    }
+
+    /// Create a bucket (idempotent for the same settings).
+    pub async fn create_bucket(&self, info: BucketInfo) -> Result<BucketInfo, EngineError> {
+        if let Some(existing) = Reader::new(&self.inner.db)?.bucket(&info.name)? {
+            if existing.versioned == info.versioned && existing.owner == info.owner {
+                return Ok(existing);
+            }
+            return Err(EngineError::BucketExists { bucket: info.name });
+        }
+        let buf = self.record_buffer(0)?;
+        match self.inner.write_record(RecordBody::Bucket { info }, buf, 0, 0, AllocClass::Reserve).await? {
+            Applied::Bucket(b) => Ok(b),
+            other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
+        }
+    }
+
+    /// A bucket's settings.
+    pub fn bucket(&self, name: &str) -> Result<BucketInfo, EngineError> {
+        Reader::new(&self.inner.db)?.bucket(name)?.ok_or_else(|| EngineError::NoSuchBucket { bucket: name.to_owned() })
+    }
+
+    /// Space and activity counters.
+    pub fn stats(&self) -> EngineStats {
+        let space = self.inner.space.borrow();
+        EngineStats {
+            capacity_bytes: space.segs.len() as u64 * space.record_bytes_max(),
+            free_bytes: space.free_bytes(),
+            free_segments: space.free_segments() as u64,
+            objects: Reader::new(&self.inner.db).and_then(|r| r.object_count()).unwrap_or(0),
+            compactions: self.inner.compactions.get(),
+            checkpoints: self.inner.checkpoints.get(),
+        }
+    }
+
+    /// Force a durable index checkpoint now (tests and clean shutdown).
+    pub async fn checkpoint(&self) -> Result<(), EngineError> {
+        self.inner.wait_idle().await;
+        self.inner.checkpoint()
+    }
+
+    /// Wake the maintenance task (compaction, reclamation) now.
+    pub fn kick_maintenance(&self) {
+        self.inner.maintain_notify.notify_one();
+    }
+
+    /// Stop background tasks after the current step; used on shutdown.
+    pub async fn close(&self) -> Result<(), EngineError> {
+        self.checkpoint().await?;
+        self.inner.stopped.set(true);
+        self.inner.queue_notify.notify_one();
+        self.inner.maintain_notify.notify_one();
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn target(&self) -> TargetId {
+        self.cfg.target
+    }
+
+    fn io_err(&self, op: &'static str, offset: u64, len: u64) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
+        move |source| EngineError::Io { target: self.target(), op, offset, len, source }
+    }
+
+    /// Read a record's data (rounded up to 4 KiB) through the index location.
+    async fn read_data(&self, loc: Loc) -> Result<AlignedBuf, EngineError> {
+        let len = (loc.data_len as usize).div_ceil(ALIGN_BYTES) * ALIGN_BYTES;
+        let _guard = {
+            let mut r = self.readers.borrow_mut();
+            if let Some(c) = r.get_mut(loc.segment as usize) {
+                *c += 1;
+            }
+            ReadGuard { readers: &self.readers, segment: loc.segment as usize }
+        };
+        let offset = loc.offset + ALIGN_BYTES as u64;
+        let buf = self.pool.take(len.max(ALIGN_BYTES));
+        let (res, mut buf) = self.io.read_at(&self.file, buf, len, offset).await;
+        res.map_err(self.io_err("read", offset, len as u64))?;
+        buf.set_len(loc.data_len as usize);
+        Ok(buf)
+    }
+
+    /// Append a record, wait until it is durable and applied, return what
+    /// applying it did.
+    async fn write_record(
+        self: &Rc<Self>,
+        body: RecordBody,
+        mut buf: AlignedBuf,
+        data_len: usize,
+        data_crc32c: u32,
+        class: AllocClass,
+    ) -> Result<Applied, EngineError> {
+        if let Some(reason) = self.failed.borrow().clone() {
+            return Err(EngineError::Failed { target: self.target(), reason });
+        }
+        let bytes = buf.len() as u64;
+        let alloc = {
+            let mut space = self.space.borrow_mut();
+            let free = space.free_bytes();
+            space.alloc(bytes, class).ok_or(EngineError::TargetFull {
+                target: self.target(),
+                needed_bytes: bytes,
+                free_bytes: free,
+            })?
+        };
+        {
+            let mut q = self.queue.borrow_mut();
+            if let Some((_, lsn)) = alloc.new_segment_header {
+                q.allocate(lsn, alloc.generation);
+            }
+            q.allocate(alloc.lsn, alloc.generation);
+        }
+        if let Some((offset, lsn)) = alloc.new_segment_header {
+            let mut hb = self.pool.take(ALIGN_BYTES);
+            hb.set_len(ALIGN_BYTES);
+            encode_segment_header(hb.as_mut_slice(), self.salt, alloc.generation);
+            let inner = self.clone();
+            tokio::task::spawn_local(async move {
+                let (res, _) = inner.io.write_at(&inner.file, hb, offset).await;
+                let result = res.map_err(inner.io_err("write segment header", offset, ALIGN_BYTES as u64));
+                inner.queue.borrow_mut().complete(lsn, Completed { result, apply: None, reply: None });
+                inner.queue_notify.notify_one();
+            });
+        }
+        let header =
+            RecordHeader { generation: alloc.generation, lsn: alloc.lsn, data_len: data_len as u32, data_crc32c };
+        let loc = Loc { segment: alloc.segment, offset: alloc.offset, data_len: data_len as u32, data_crc32c };
+        let (tx, rx) = oneshot::channel();
+        let encoded = encode_record_header(&mut buf.as_mut_slice()[..ALIGN_BYTES], self.salt, header, &body);
+        let inner = self.clone();
+        tokio::task::spawn_local(async move {
+            let result = match encoded {
+                Err(e) => Err(EngineError::RecordTooLarge(e.to_string())),
+                Ok(()) => {
+                    let (res, _) = inner.io.write_at(&inner.file, buf, loc.offset).await;
+                    res.map_err(inner.io_err("write record", loc.offset, bytes))
+                }
+            };
+            inner
+                .queue
+                .borrow_mut()
+                .complete(alloc.lsn, Completed { result, apply: Some((loc, body)), reply: Some(tx) });
+            inner.queue_notify.notify_one();
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(EngineError::Failed { target: self.target(), reason: "committer stopped".into() }))
+    }
+
+    async fn wait_idle(&self) {
+        for _ in 0..10_000 {
+            if self.queue.borrow().is_idle() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Make the index durable up to the last applied LSN.
+    fn checkpoint(&self) -> Result<(), EngineError> {
+        recovery::write_checkpoint(self)?;
+        self.last_checkpoint.set(Instant::now());
+        self.checkpoints.set(self.checkpoints.get() + 1);
+        Ok(())
+    }
+}
+
+/// The group-commit loop of one target. See `commit` module docs.
+async fn committer(inner: Rc<Inner>) {
+    loop {
+        inner.queue_notify.notified().await;
+        if inner.stopped.get() {
+            return;
+        }
+        loop {
+            let batch = inner.queue.borrow_mut().take_ready();
+            if batch.is_empty() {
+                break;
+            }
+            commit_batch(&inner, batch).await;
+        }
+    }
+}
+
+async fn commit_batch(inner: &Rc<Inner>, batch: Vec<(u64, Completed)>) {
+    let any_ok = batch.iter().any(|(_, c)| c.result.is_ok());
+    let sync_error = if any_ok && inner.failed.borrow().is_none() {
+        inner.io.fdatasync(&inner.file).await.err().map(|e| e.to_string())
+    } else {
+        None
+    };
+    if let Some(reason) = &sync_error {
+        // After a failed fdatasync the page state is unknown: stop writing.
+        tracing::error!(target_id = %inner.target(), %reason, "fdatasync failed; target is now read-only");
+        *inner.failed.borrow_mut() = Some(reason.clone());
+    }
+    let failed = inner.failed.borrow().clone();
+    let mut replies = Vec::with_capacity(batch.len());
+    let applied = (|| -> Result<(), EngineError> {
+        let mut txn = inner.db.begin_write()?;
+        txn.set_durability(redb::Durability::None);
+        {
+            let mut space = inner.space.borrow_mut();
+            for (lsn, c) in batch {
+                let outcome = match (c.result, &failed) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), Some(reason)) => {
+                        Err(EngineError::Failed { target: inner.target(), reason: reason.clone() })
+                    }
+                    (Ok(()), None) => match &c.apply {
+                        Some((loc, body)) => index::apply(&txn, &mut space, lsn, *loc, body),
+                        None => Ok(Applied::Relocated { moved: false }),
+                    },
+                };
+                replies.push((c.reply, outcome));
+            }
+            recovery::persist_segments(&txn, &mut space)?;
+        }
+        txn.commit()?;
+        Ok(())
+    })();
+    if let Err(e) = applied {
+        tracing::error!(target_id = %inner.target(), error = %e, "index batch failed; target is now read-only");
+        *inner.failed.borrow_mut() = Some(e.to_string());
+        for (reply, _) in replies {
+            if let Some(tx) = reply {
+                let _ = tx.send(Err(EngineError::Failed { target: inner.target(), reason: e.to_string() }));
+            }
+        }
+        return;
+    }
+    for (reply, outcome) in replies {
+        if let Some(tx) = reply {
+            let _ = tx.send(outcome);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,415 @@
+//! Model-based engine tests: random operation sequences against a
+//! `BTreeMap` model, with crash-restarts in between (the runtime is dropped
+//! without a clean close, so reopening replays the log), on both I/O
+//! backends. Any divergence from the model fails with the seed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tessera_wire::{BucketInfo, ObjectMeta, ShardIndex, StorageClass, StripeIndex, TargetId, VersionId};
+
+use super::*;
+use crate::io::{Psync, Uring};
+
+const STRIPE: usize = 8_192;
+
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn config(dir: &Path, capacity: u64) -> EngineConfig {
+    EngineConfig {
+        target: TargetId(0),
+        path: dir.join("target.dat"),
+        index_path: dir.join("target.redb"),
+        capacity_bytes: capacity,
+        segment_bytes: 256 * 1_024,
+        reserve_segments: 2,
+        checkpoint_interval: Duration::from_millis(300),
+        compaction_live_fraction_max: 0.5,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Psync,
+    Uring,
+}
+
+/// Run `f` against a freshly opened engine in its own runtime; dropping the
+/// runtime at the end kills the engine's tasks like a crash would.
+fn incarnation<T>(backend: Backend, cfg: &EngineConfig, f: impl AsyncFnOnce(Engine) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        let io = match backend {
+            Backend::Psync => Io::Psync(Psync),
+            Backend::Uring => {
+                let ring = Uring::new().expect("io_uring");
+                tokio::task::spawn_local(ring.clone().run());
+                Io::Uring(ring)
+            }
+        };
+        let engine = Engine::open(cfg.clone(), io, BufPool::default()).await.expect("open engine");
+        f(engine).await
+    })
+}
+
+fn content(seed: u64, len: usize) -> Vec<u8> {
+    let mut s = seed;
+    (0..len).map(|_| next(&mut s) as u8).collect()
+}
+
+pub(crate) async fn put(
+    engine: &Engine,
+    bucket: &str,
+    key: &str,
+    version: VersionId,
+    data: &[u8],
+) -> Result<bool, EngineError> {
+    let stripes = data.len().div_ceil(STRIPE);
+    let meta = ObjectMeta {
+        key: key.into(),
+        version,
+        size_bytes: data.len() as u64,
+        stripe_bytes: STRIPE as u32,
+        stripe_count: stripes as u32,
+        content_crc32c: crc32c::crc32c(data),
+        created_ms: version.millis(),
+        content_type: None,
+        owner: "test".into(),
+        user_meta: vec![],
+        storage_class: StorageClass::Standard,
+        delete_marker: false,
+    };
+    let chunks: Vec<&[u8]> = if data.is_empty() { vec![&[][..]] } else { data.chunks(STRIPE).collect() };
+    let last = chunks.len() - 1;
+    let mut committed = false;
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        let mut buf = engine.record_buffer(chunk.len())?;
+        buf.as_mut_slice()[ALIGN_BYTES..ALIGN_BYTES + chunk.len()].copy_from_slice(chunk);
+        committed = engine
+            .put_shard(
+                bucket,
+                key,
+                version,
+                StripeIndex(i as u32),
+                ShardIndex(0),
+                crc32c::crc32c(chunk),
+                (i == last).then(|| meta.clone()),
+                buf,
+                chunk.len(),
+            )
+            .await?;
+    }
+    Ok(committed)
+}
+
+pub(crate) async fn get(engine: &Engine, bucket: &str, key: &str) -> Result<Vec<u8>, EngineError> {
+    let meta = engine.head(bucket, key, None)?;
+    let mut out = Vec::new();
+    for s in 0..meta.stripe_count {
+        let r = engine.get_shard(bucket, key, Some(meta.version), StripeIndex(s), ShardIndex(0), None).await?;
+        out.extend_from_slice(&r.buf.as_slice()[r.range.clone()]);
+    }
+    Ok(out)
+}
+
+fn bucket(name: &str, versioned: bool) -> BucketInfo {
+    BucketInfo {
+        name: name.into(),
+        versioned,
+        owner: "test".into(),
+        created_ms: 1,
+        storage_class: StorageClass::Standard,
+    }
+}
+
+async fn list_all(engine: &Engine, prefix: &str, delimiter: Option<&str>, limit: u32) -> (Vec<String>, Vec<String>) {
+    let mut keys = Vec::new();
+    let mut prefixes = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = engine.list("b1", prefix, delimiter, after.as_deref(), limit).expect("list");
+        keys.extend(page.entries.iter().map(|e| e.key.clone()));
+        prefixes.extend(page.common_prefixes.iter().cloned());
+        let last_key = page.entries.last().map(|e| e.key.clone());
+        let last_prefix = page.common_prefixes.last().cloned();
+        after = match (last_key, last_prefix) {
+            (Some(k), Some(p)) => Some(k.max(p)),
+            (k, p) => k.or(p),
+        };
+        if !page.truncated {
+            break;
+        }
+    }
+    (keys, prefixes)
+}
+
+fn model_list(model: &BTreeMap<String, Vec<u8>>, prefix: &str, delimiter: Option<&str>) -> (Vec<String>, Vec<String>) {
+    let mut keys = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    for k in model.keys().filter(|k| k.starts_with(prefix)) {
+        match delimiter.and_then(|d| k[prefix.len()..].find(d).map(|i| k[..prefix.len() + i + d.len()].to_string())) {
+            Some(cp) => {
+                if prefixes.last() != Some(&cp) {
+                    prefixes.push(cp)
+                }
+            }
+            None => keys.push(k.clone()),
+        }
+    }
+    (keys, prefixes)
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tessera-engine-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("tempdir");
+    d
+}
+
+fn model_run(backend: Backend, seed: u64, name: &str) {
+    let dir = tempdir(name);
+    let cfg = config(&dir, 8 * 1_024 * 1_024);
+    let keys: Vec<String> = (0..24).map(|i| format!("{}/{}", ["a", "b", "c/d"][i % 3], i)).collect();
+    let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut rng = seed;
+    let mut clock = 1_000u64;
+    incarnation(backend, &cfg, async |e: Engine| {
+        e.create_bucket(bucket("b1", false)).await.expect("bucket");
+    });
+    for round in 0..6 {
+        let ops = 40 + next(&mut rng) % 40;
+        let (m, r, c) = incarnation(backend, &cfg, async |e: Engine| {
+            let mut model = model.clone();
+            let mut rng = rng;
+            let mut clock = clock;
+            // After a restart the index must equal the model exactly.
+            for (k, v) in &model {
+                assert_eq!(
+                    get(&e, "b1", k).await.as_ref().ok(),
+                    Some(v),
+                    "seed {seed} round {round}: {k} after restart"
+                );
+            }
+            for _ in 0..ops {
+                let key = keys[(next(&mut rng) % keys.len() as u64) as usize].clone();
+                clock += 1;
+                match next(&mut rng) % 10 {
+                    0..=3 => {
+                        let len = (next(&mut rng) % (3 * STRIPE as u64 + 100)) as usize;
+                        let data = content(next(&mut rng), len);
+                        put(&e, "b1", &key, VersionId(u128::from(clock) << 64), &data).await.expect("put");
+                        model.insert(key, data);
+                    }
+                    4..=5 => {
+                        e.delete("b1", &key, None, VersionId(u128::from(clock) << 64)).await.expect("delete");
+                        model.remove(&key);
+                    }
+                    6..=7 => match model.get(&key) {
+                        Some(v) => assert_eq!(&get(&e, "b1", &key).await.expect("get"), v, "seed {seed}: get {key}"),
+                        None => assert!(matches!(get(&e, "b1", &key).await, Err(EngineError::NoSuchKey { .. }))),
+                    },
+                    _ => {
+                        let prefix = ["", "a", "c/", "b/1"][(next(&mut rng) % 4) as usize];
+                        let delim = if next(&mut rng) % 2 == 0 { Some("/") } else { None };
+                        let limit = 1 + (next(&mut rng) % 5) as u32;
+                        assert_eq!(
+                            list_all(&e, prefix, delim, limit).await,
+                            model_list(&model, prefix, delim),
+                            "seed {seed}: list {prefix:?} {delim:?} limit {limit}"
+                        );
+                    }
+                }
+            }
+            if next(&mut rng) % 2 == 0 {
+                e.checkpoint().await.expect("checkpoint");
+            }
+            (model, rng, clock)
+        });
+        model = m;
+        rng = r;
+        clock = c;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn model_psync() {
+    for seed in 1..=4 {
+        model_run(Backend::Psync, seed, &format!("model-psync-{seed}"));
+    }
+}
+
+#[test]
+fn model_uring() {
+    for seed in 101..=104 {
+        model_run(Backend::Uring, seed, &format!("model-uring-{seed}"));
+    }
+}
+
+#[test]
+fn full_target_refuses_writes_then_recovers_space_after_deletes() {
+    for backend in [Backend::Psync, Backend::Uring] {
+        let dir = tempdir(&format!("full-{}", backend as u8));
+        // 8 segments of 256 KiB, 2 reserved.
+        let cfg = config(&dir, 8 * 256 * 1_024 + 4_096);
+        incarnation(backend, &cfg, async |e: Engine| {
+            e.create_bucket(bucket("b1", false)).await.expect("bucket");
+            let data = content(7, 60_000);
+            let mut stored = Vec::new();
+            for i in 0..100 {
+                match put(&e, "b1", &format!("k{i}"), VersionId((i as u128 + 1) << 64), &data).await {
+                    Ok(_) => stored.push(i),
+                    Err(EngineError::TargetFull { .. }) => break,
+                    Err(other) => panic!("unexpected error {other}"),
+                }
+            }
+            assert!(stored.len() > 10 && stored.len() < 100, "filled after {} objects", stored.len());
+            for i in &stored {
+                assert_eq!(get(&e, "b1", &format!("k{i}")).await.expect("read while full"), data);
+            }
+            for i in &stored[..stored.len() - 2] {
+                e.delete("b1", &format!("k{i}"), None, VersionId(1_000 << 64)).await.expect("delete while full");
+            }
+            let mut ok = false;
+            for _ in 0..100 {
+                e.kick_maintenance();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if put(&e, "b1", "after", VersionId(2_000 << 64), &data).await.is_ok() {
+                    ok = true;
+                    break;
+                }
+            }
+            assert!(ok, "space was never reclaimed");
+            for i in &stored[stored.len() - 2..] {
+                assert_eq!(get(&e, "b1", &format!("k{i}")).await.expect("survivor"), data);
+            }
+        });
+        incarnation(backend, &cfg, async |e: Engine| {
+            assert_eq!(get(&e, "b1", "after").await.expect("after restart"), content(7, 60_000));
+        });
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn compaction_moves_live_shards_and_they_survive_restart() {
+    let dir = tempdir("compact");
+    let cfg = config(&dir, 16 * 256 * 1_024 + 4_096);
+    let data: Vec<Vec<u8>> = (0..40).map(|i| content(i, 20_000)).collect();
+    incarnation(Backend::Uring, &cfg, async |e: Engine| {
+        e.create_bucket(bucket("b1", false)).await.expect("bucket");
+        for (i, d) in data.iter().enumerate() {
+            put(&e, "b1", &format!("k{i}"), VersionId((i as u128 + 1) << 64), d).await.expect("put");
+        }
+        // Delete most keys so early segments become mostly dead.
+        for i in 0..40 {
+            if i % 5 != 0 {
+                e.delete("b1", &format!("k{i}"), None, VersionId(500 << 64)).await.expect("delete");
+            }
+        }
+        for _ in 0..50 {
+            e.kick_maintenance();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if e.stats().compactions > 0 {
+                break;
+            }
+        }
+        assert!(e.stats().compactions > 0, "no compaction ran");
+    });
+    incarnation(Backend::Psync, &cfg, async |e: Engine| {
+        for (i, d) in data.iter().enumerate() {
+            let got = get(&e, "b1", &format!("k{i}")).await;
+            if i % 5 == 0 {
+                assert_eq!(&got.expect("live key"), d);
+            } else {
+                assert!(matches!(got, Err(EngineError::NoSuchKey { .. })));
+            }
+        }
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn corrupt_data_is_reported_never_served() {
+    let dir = tempdir("corrupt");
+    let cfg = config(&dir, 4 * 1_024 * 1_024);
+    let a = content(1, 10_000);
+    let b = content(2, 10_000);
+    incarnation(Backend::Uring, &cfg, async |e: Engine| {
+        e.create_bucket(bucket("b1", false)).await.expect("bucket");
+        put(&e, "b1", "a", VersionId(1 << 64), &a).await.expect("put a");
+        put(&e, "b1", "b", VersionId(2 << 64), &b).await.expect("put b");
+    });
+    let mut raw = std::fs::read(&cfg.path).expect("read target");
+    let at = raw.windows(64).position(|w| w == &a[100..164]).expect("find a's bytes");
+    raw[at + 3] ^= 0xff;
+    std::fs::write(&cfg.path, raw).expect("write target");
+    incarnation(Backend::Psync, &cfg, async |e: Engine| {
+        assert!(matches!(get(&e, "b1", "a").await, Err(EngineError::ChecksumMismatch { .. })));
+        assert_eq!(get(&e, "b1", "b").await.expect("b unaffected"), b);
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_version_without_its_commit_is_never_served_and_is_dropped() {
+    let dir = tempdir("uncommitted");
+    let cfg = config(&dir, 4 * 1_024 * 1_024);
+    incarnation(Backend::Uring, &cfg, async |e: Engine| {
+        e.create_bucket(bucket("b1", true)).await.expect("bucket");
+        put(&e, "b1", "k", VersionId(1 << 64), &content(1, 100)).await.expect("v1");
+        // Stripe 0 of a two-stripe v2, never committed.
+        let mut buf = e.record_buffer(STRIPE).expect("buf");
+        let chunk = content(2, STRIPE);
+        buf.as_mut_slice()[ALIGN_BYTES..ALIGN_BYTES + STRIPE].copy_from_slice(&chunk);
+        e.put_shard(
+            "b1",
+            "k",
+            VersionId(2 << 64),
+            StripeIndex(0),
+            ShardIndex(0),
+            crc32c::crc32c(&chunk),
+            None,
+            buf,
+            STRIPE,
+        )
+        .await
+        .expect("stripe 0");
+        assert_eq!(get(&e, "b1", "k").await.expect("v1 still latest"), content(1, 100));
+    });
+    incarnation(Backend::Psync, &cfg, async |e: Engine| {
+        assert_eq!(get(&e, "b1", "k").await.expect("v1"), content(1, 100));
+        assert!(e.get_shard("b1", "k", Some(VersionId(2 << 64)), StripeIndex(0), ShardIndex(0), None).await.is_err());
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn versioned_bucket_keeps_versions_and_delete_markers_hide_the_key() {
+    let dir = tempdir("versioned");
+    let cfg = config(&dir, 4 * 1_024 * 1_024);
+    incarnation(Backend::Uring, &cfg, async |e: Engine| {
+        e.create_bucket(bucket("v1", true)).await.expect("bucket");
+        put(&e, "v1", "k", VersionId(1 << 64), b"one").await.expect("v1");
+        put(&e, "v1", "k", VersionId(2 << 64), b"two").await.expect("v2");
+        assert_eq!(get(&e, "v1", "k").await.expect("latest"), b"two");
+        let (removed, marker) = e.delete("v1", "k", None, VersionId(3 << 64)).await.expect("delete");
+        assert!(removed.is_empty() && marker == Some(VersionId(3 << 64)));
+        assert!(matches!(e.head("v1", "k", None), Err(EngineError::NoSuchKey { .. })));
+        assert_eq!(e.head("v1", "k", Some(VersionId(1 << 64))).expect("old version").size_bytes, 3);
+        assert!(e.list("v1", "", None, None, 10).expect("list").entries.is_empty());
+        let (removed, _) =
+            e.delete("v1", "k", Some(VersionId(3 << 64)), VersionId(4 << 64)).await.expect("drop marker");
+        assert_eq!(removed, vec![VersionId(3 << 64)]);
+        assert_eq!(get(&e, "v1", "k").await.expect("v2 visible again"), b"two");
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,69 @@
+//! The same test body against both backends.
+
+use super::*;
+
+async fn round_trip(io: Io, dir: &std::path::Path) {
+    let path = dir.join(format!("f-{}", io.name()));
+    let file = open_direct(&path, true).expect("open");
+    fallocate(&file, 1 << 20).expect("fallocate");
+    let pool = BufPool::default();
+    let mut w = pool.take(3 * ALIGN_BYTES);
+    w.set_len(3 * ALIGN_BYTES);
+    for (i, b) in w.as_mut_slice().iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    let (r, w) = io.write_at(&file, w, 8 * ALIGN_BYTES as u64).await;
+    r.expect("write");
+    io.fdatasync(&file).await.expect("fdatasync");
+    let (r, got) = io.read_at(&file, pool.take(3 * ALIGN_BYTES), 3 * ALIGN_BYTES, 8 * ALIGN_BYTES as u64).await;
+    r.expect("read");
+    assert_eq!(got.as_slice(), w.as_slice());
+    let (r, _) = io.read_at(&file, pool.take(ALIGN_BYTES), ALIGN_BYTES, 1 << 20).await;
+    assert!(r.is_err(), "read past the end must fail, not return short data");
+}
+
+fn with_runtime(f: impl FnOnce(std::path::PathBuf) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    let dir = std::env::temp_dir().join(format!("tessera-io-{}-{:?}", std::process::id(), std::thread::current().id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    local.block_on(&rt, f(dir.clone()));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn psync_round_trip() {
+    with_runtime(|dir| Box::pin(async move { round_trip(Io::Psync(Psync), &dir).await }));
+}
+
+#[test]
+fn uring_round_trip() {
+    with_runtime(|dir| {
+        Box::pin(async move {
+            let ring = Uring::new().expect("io_uring available");
+            tokio::task::spawn_local(ring.clone().run());
+            round_trip(Io::Uring(ring), &dir).await
+        })
+    });
+}
+
+#[test]
+fn dropped_uring_op_keeps_its_buffer_alive() {
+    with_runtime(|dir| {
+        Box::pin(async move {
+            let ring = Uring::new().expect("io_uring available");
+            tokio::task::spawn_local(ring.clone().run());
+            let file = open_direct(&dir.join("drop"), true).expect("open");
+            fallocate(&file, 1 << 20).expect("fallocate");
+            for _ in 0..50 {
+                let mut b = AlignedBuf::new(1 << 16);
+                b.set_len(1 << 16);
+                let fut = ring.write_at(&file, b, 0);
+                // Poll once then drop: the write is in flight.
+                let _ = tokio::time::timeout(std::time::Duration::from_nanos(1), fut).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            assert_eq!(ring.in_flight(), 0, "every abandoned op is reaped");
+        })
+    });
+}
