@@ -1,5 +1,13 @@
 //! The Tessera storage node: one executor thread per core, each with its own
 //! io_uring, QUIC endpoint and storage targets.
 
+pub mod config;
 pub mod engine;
+mod executor;
 pub mod io;
+pub mod metrics;
+mod server;
+pub mod tls;
+
+pub use config::{ConfigError, IoBackendChoice, NodeConfig, TargetConfig};
+pub use executor::{start, NodeHandle, StartError};

@@ -102,3 +102,36 @@ pub fn fsync_dir(dir: &std::path::Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests;
+
+/// Pin the calling thread to CPU `cpu`. Returns false where the OS refuses
+/// (containers with restricted cpusets); the node then runs unpinned.
+pub fn pin_current_thread(cpu: usize) -> bool {
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it for cpu < CPU_SETSIZE.
+    unsafe {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return false;
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// Ask for larger UDP socket buffers (QUIC at multi-Gbit/s drops packets
+/// with the defaults). Best effort: the kernel caps them at rmem_max/wmem_max.
+pub fn set_udp_buffers(socket: &std::net::UdpSocket, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let v = bytes as libc::c_int;
+    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        // SAFETY: setsockopt with a pointer to a live c_int of the stated size.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! `node.toml`: every setting of a node, with defaults where one is safe.
+//! Unknown keys are errors, so a typo never silently falls back to a default.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole node configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Name reported in status and logs.
+    pub node_name: String,
+    /// IP address the QUIC endpoints bind to.
+    #[serde(default = "default_listen_addr")]
+    pub listen_addr: IpAddr,
+    /// Core `i` listens on UDP `base_port + i`; clients address cores directly.
+    #[serde(default = "default_base_port")]
+    pub base_port: u16,
+    /// Executor threads (one per core). Default: the CPUs available.
+    #[serde(default)]
+    pub cores: Option<u16>,
+    /// Pin executor `i` to CPU `i` (where the OS allows).
+    #[serde(default = "default_true")]
+    pub pin_cores: bool,
+    /// `auto` (io_uring if the kernel allows, else psync), `io_uring` or `psync`.
+    #[serde(default)]
+    pub io_backend: IoBackendChoice,
+    /// Prometheus metrics listen address (HTTP `GET /metrics`). Empty string disables.
+    #[serde(default = "default_metrics_addr")]
+    pub metrics_addr: String,
+    /// PEM certificate chain of this node.
+    pub tls_cert: PathBuf,
+    /// PEM private key of this node.
+    pub tls_key: PathBuf,
+    /// A request whose frames do not arrive within this time is dropped
+    /// (guards against clients that stall mid-stream).
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Concurrent requests (QUIC streams) per connection.
+    #[serde(default = "default_streams_per_connection")]
+    pub streams_per_connection_max: u32,
+    /// Storage targets.
+    pub targets: Vec<TargetConfig>,
+}
+
+/// One storage target.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Target id, unique in the node.
+    pub id: u32,
+    /// The core that owns it (0-based, below `cores`).
+    pub core: u16,
+    /// Data file or block device, opened with O_DIRECT.
+    pub path: PathBuf,
+    /// Index file (redb). Default: `<path>.index.redb`.
+    #[serde(default)]
+    pub index_path: Option<PathBuf>,
+    /// Bytes to preallocate for a new file target (ignored once created).
+    pub capacity_bytes: u64,
+    /// Segment size (ignored once created). Default 64 MiB.
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+    /// Segments kept free for deletes and compaction. Default 2.
+    #[serde(default = "default_reserve_segments")]
+    pub reserve_segments: u32,
+    /// Longest time between index checkpoints, bounding replay. Default 5000.
+    #[serde(default = "default_checkpoint_interval_ms")]
+    pub checkpoint_interval_ms: u64,
+    /// Compact segments whose live bytes fall below this fraction. Default 0.5.
+    #[serde(default = "default_compaction_fraction")]
+    pub compaction_live_fraction_max: f64,
+}
+
+/// Which disk I/O backend the executors use.
+#[derive(Clone, Copy, Debug, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IoBackendChoice {
+    /// io_uring if available, else psync.
+    #[default]
+    Auto,
+    /// io_uring or fail.
+    IoUring,
+    /// pread/pwrite.
+    Psync,
+}
+
+fn default_listen_addr() -> IpAddr {
+    IpAddr::from([127, 0, 0, 1])
+}
+fn default_base_port() -> u16 {
+    7_400
+}
+fn default_true() -> bool {
+    true
+}
+fn default_metrics_addr() -> String {
+    "127.0.0.1:9400".into()
+}
+fn default_request_timeout_ms() -> u64 {
+    30_000
+}
+fn default_streams_per_connection() -> u32 {
+    256
+}
+fn default_segment_bytes() -> u64 {
+    64 * 1_048_576
+}
+fn default_reserve_segments() -> u32 {
+    2
+}
+fn default_checkpoint_interval_ms() -> u64 {
+    5_000
+}
+fn default_compaction_fraction() -> f64 {
+    0.5
+}
+
+/// Why a config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Could not read the file.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax or types.
+    #[error("config {path} is invalid: {source}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: toml::de::Error,
+    },
+    /// A semantic rule broken.
+    #[error("config is invalid: {0}")]
+    Invalid(String),
+}
+
+impl NodeConfig {
+    /// Read and check a config file.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let cfg: NodeConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Executor count.
+    pub fn core_count(&self) -> u16 {
+        self.cores.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u16).unwrap_or(1))
+    }
+
+    /// Check the rules between settings.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let cores = self.core_count();
+        if cores == 0 || cores as usize > tessera_wire::limits::CORES_PER_NODE_MAX {
+            return Err(ConfigError::Invalid(format!("cores = {cores}; must be 1..={}", tessera_wire::limits::CORES_PER_NODE_MAX)));
+        }
+        if u32::from(self.base_port) + u32::from(cores) > 65_535 {
+            return Err(ConfigError::Invalid(format!("base_port {} + cores {cores} exceeds 65535", self.base_port)));
+        }
+        if self.targets.is_empty() {
+            return Err(ConfigError::Invalid("no [[targets]] configured".into()));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for t in &self.targets {
+            if !ids.insert(t.id) {
+                return Err(ConfigError::Invalid(format!("target id {} appears twice", t.id)));
+            }
+            if t.core >= cores {
+                return Err(ConfigError::Invalid(format!("target {} is on core {} but the node runs {cores} cores", t.id, t.core)));
+            }
+            if !(0.0..=1.0).contains(&t.compaction_live_fraction_max) {
+                return Err(ConfigError::Invalid(format!("target {}: compaction_live_fraction_max must be in 0..=1", t.id)));
+            }
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(ConfigError::Invalid("request_timeout_ms must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+impl TargetConfig {
+    /// The index path, defaulted.
+    pub fn index_path(&self) -> PathBuf {
+        self.index_path.clone().unwrap_or_else(|| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(".index.redb");
+            PathBuf::from(p)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+node_name = "n1"
+tls_cert = "c.pem"
+tls_key = "k.pem"
+cores = 2
+[[targets]]
+id = 0
+core = 1
+path = "/tmp/t0"
+capacity_bytes = 1073741824
+"#;
+
+    #[test]
+    fn defaults_fill_in() {
+        let cfg: NodeConfig = toml::from_str(MIN).expect("parse");
+        cfg.check().expect("valid");
+        assert_eq!(cfg.base_port, 7_400);
+        assert_eq!(cfg.targets[0].segment_bytes, 64 * 1_048_576);
+        assert_eq!(cfg.targets[0].index_path(), PathBuf::from("/tmp/t0.index.redb"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_cores_are_refused() {
+        assert!(toml::from_str::<NodeConfig>(&format!("{MIN}\nbogus = 1")).is_err());
+        let mut cfg: NodeConfig = toml::from_str(MIN).expect("parse");
+        cfg.targets[0].core = 5;
+        assert!(matches!(cfg.check(), Err(ConfigError::Invalid(m)) if m.contains("core 5")));
+    }
+}

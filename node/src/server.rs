@@ -1,0 +1,291 @@
+//! The QUIC request handler of one core: one bidirectional stream per
+//! request, frames decoded and checked by `tessera_wire`, shard payloads read
+//! straight into the engine's aligned record buffer (the one unavoidable
+//! copy). A malformed frame gets a clear error on its own stream; the
+//! connection and every other stream carry on.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tessera_wire::limits::BODY_BYTES_MAX;
+use tessera_wire::{
+    decode_request, encode_frame, CoreStatus, DeleteOk, ErrorBody, ErrorCode, FrameHeader, GetShardOk, NodeStatusOk,
+    Opcode, PutShardOk, Request, Response, TargetId, TargetStatus, FRAME_HEADER_LEN,
+};
+
+use crate::engine::{Engine, EngineError};
+use crate::io::ALIGN_BYTES;
+use crate::metrics::NodeMetrics;
+
+/// What a core needs to serve requests.
+pub(crate) struct CoreCtx {
+    /// This core's index.
+    pub(crate) core: u16,
+    /// Targets owned by this core.
+    pub(crate) engines: BTreeMap<TargetId, Engine>,
+    /// Node layout for status answers: (core, port, target ids).
+    pub(crate) layout: Vec<(u16, u16, Vec<TargetId>)>,
+    /// Node name.
+    pub(crate) node_name: String,
+    /// Shared metrics (atomics).
+    pub(crate) metrics: Arc<NodeMetrics>,
+    /// Deadline for a whole request to arrive.
+    pub(crate) request_timeout: Duration,
+}
+
+/// Accept connections forever on this core's endpoint.
+pub(crate) async fn serve(ctx: Rc<CoreCtx>, endpoint: quinn::Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        let ctx = ctx.clone();
+        tokio::task::spawn_local(async move {
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "handshake failed");
+                    return;
+                }
+            };
+            loop {
+                match conn.accept_bi().await {
+                    Ok((send, recv)) => {
+                        tokio::task::spawn_local(handle_stream(ctx.clone(), send, recv));
+                    }
+                    Err(e) => {
+                        tracing::debug!(remote = %conn.remote_address(), error = %e, "connection closed");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn error_response(code: ErrorCode, detail: impl std::fmt::Display) -> Response {
+    let mut detail = detail.to_string();
+    if detail.len() > tessera_wire::limits::ERROR_DETAIL_BYTES_MAX {
+        let mut cut = tessera_wire::limits::ERROR_DETAIL_BYTES_MAX;
+        while !detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        detail.truncate(cut);
+    }
+    Response::Error(ErrorBody { code, detail })
+}
+
+fn engine_error(e: &EngineError) -> Response {
+    let code = match e {
+        EngineError::TargetFull { .. } => ErrorCode::TargetFull,
+        EngineError::NoSuchBucket { .. } => ErrorCode::NoSuchBucket,
+        EngineError::BucketExists { .. } => ErrorCode::BucketExists,
+        EngineError::NoSuchKey { .. } | EngineError::NoSuchShard { .. } => ErrorCode::NoSuchKey,
+        EngineError::ChecksumMismatch { .. } => ErrorCode::ChecksumMismatch,
+        EngineError::PayloadChecksum { .. } => ErrorCode::PayloadChecksumMismatch,
+        EngineError::IncompleteObject { .. } => ErrorCode::IncompleteObject,
+        EngineError::InvalidRange { .. } => ErrorCode::InvalidRange,
+        EngineError::ShardTooLarge { .. } | EngineError::RecordTooLarge(_) => ErrorCode::BadRequest,
+        _ => ErrorCode::Internal,
+    };
+    error_response(code, e)
+}
+
+/// Outcome of reading a request, for metrics.
+struct Served {
+    op: usize,
+    ok: bool,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+async fn handle_stream(ctx: Rc<CoreCtx>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let core = &ctx.metrics.cores[ctx.core as usize];
+    core.requests_in_flight.fetch_add(1, Relaxed);
+    let start = Instant::now();
+    let served = tokio::time::timeout(ctx.request_timeout, serve_one(&ctx, &mut send, &mut recv)).await;
+    core.requests_in_flight.fetch_sub(1, Relaxed);
+    match served {
+        Ok(Some(s)) => core.ops[s.op].record(start.elapsed(), s.ok, s.bytes_in, s.bytes_out),
+        Ok(None) => {}
+        Err(_) => {
+            // A stalled client: give up on this stream only.
+            tracing::debug!(core = ctx.core, "request timed out; stream reset");
+            let _ = send.reset(1u8.into());
+            let _ = recv.stop(1u8.into());
+        }
+    }
+}
+
+async fn reply(send: &mut quinn::SendStream, request_id: u64, resp: &Response, payload: &[u8]) -> bool {
+    let Ok(frame) = encode_frame(request_id, resp, payload.len() as u64) else {
+        return false;
+    };
+    if send.write_all(&frame).await.is_err() {
+        return false;
+    }
+    if !payload.is_empty() && send.write_all(payload).await.is_err() {
+        return false;
+    }
+    send.finish().is_ok()
+}
+
+async fn bad_frame(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, request_id: u64, detail: String) {
+    ctx.metrics.cores[ctx.core as usize].bad_frames.fetch_add(1, Relaxed);
+    tracing::debug!(core = ctx.core, %detail, "bad frame");
+    let _ = recv.stop(2u8.into());
+    reply(send, request_id, &error_response(ErrorCode::BadRequest, detail), &[]).await;
+}
+
+async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn::RecvStream) -> Option<Served> {
+    let mut raw = [0u8; FRAME_HEADER_LEN];
+    if let Err(e) = recv.read_exact(&mut raw).await {
+        if !matches!(e, quinn::ReadExactError::FinishedEarly(0)) {
+            bad_frame(ctx, send, recv, 0, format!("frame header truncated: {e}")).await;
+        }
+        return None;
+    }
+    let (header, opcode) = match FrameHeader::decode(&raw) {
+        Ok(h) => h,
+        Err(e) => {
+            bad_frame(ctx, send, recv, 0, e.to_string()).await;
+            return None;
+        }
+    };
+    let request_id = header.request_id.get();
+    let body_len = header.body_len.get();
+    debug_assert!(body_len <= BODY_BYTES_MAX);
+    let mut body = vec![0u8; body_len as usize];
+    if let Err(e) = recv.read_exact(&mut body).await {
+        bad_frame(ctx, send, recv, request_id, format!("frame body truncated: expected {body_len} bytes: {e}")).await;
+        return None;
+    }
+    let request = match decode_request(opcode, &body) {
+        Ok(r) => r,
+        Err(e) => {
+            bad_frame(ctx, send, recv, request_id, e.to_string()).await;
+            return None;
+        }
+    };
+    let payload_len = header.payload_len.get();
+    let engine_for = |t: TargetId| {
+        ctx.engines.get(&t).ok_or_else(|| {
+            let owner = ctx.layout.iter().find(|(_, _, ts)| ts.contains(&t));
+            let detail = match owner {
+                Some((c, port, _)) => format!("target {t} is owned by core {c} on port {port}, not core {}", ctx.core),
+                None => format!("node {} has no target {t}", ctx.node_name),
+            };
+            error_response(ErrorCode::WrongTarget, detail)
+        })
+    };
+    let op = match opcode {
+        Opcode::PutShard => 0,
+        Opcode::GetShard => 1,
+        Opcode::Head => 2,
+        Opcode::Delete => 3,
+        Opcode::List => 4,
+        Opcode::CreateBucket => 5,
+        Opcode::GetBucket => 6,
+        _ => 7,
+    };
+    let mut bytes_out = 0u64;
+    let resp: Response = match request {
+        Request::PutShard(p) => {
+            let engine = match engine_for(p.target) {
+                Ok(e) => e,
+                Err(r) => {
+                    let _ = recv.stop(3u8.into());
+                    reply(send, request_id, &r, &[]).await;
+                    return Some(Served { op, ok: false, bytes_in: 0, bytes_out: 0 });
+                }
+            };
+            let len = payload_len as usize;
+            let mut buf = match engine.record_buffer(len) {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = recv.stop(3u8.into());
+                    reply(send, request_id, &engine_error(&e), &[]).await;
+                    return Some(Served { op, ok: false, bytes_in: 0, bytes_out: 0 });
+                }
+            };
+            if let Err(e) = recv.read_exact(&mut buf.as_mut_slice()[ALIGN_BYTES..ALIGN_BYTES + len]).await {
+                bad_frame(ctx, send, recv, request_id, format!("payload truncated: expected {len} bytes: {e}")).await;
+                return None;
+            }
+            match engine.put_shard(&p.bucket, &p.key, p.version, p.stripe, p.shard, p.shard_crc32c, p.meta, buf, len).await {
+                Ok(committed) => Response::PutShardOk(PutShardOk { target: p.target, committed }),
+                Err(e) => engine_error(&e),
+            }
+        }
+        Request::GetShard(g) => match engine_for(g.target) {
+            Err(r) => r,
+            Ok(engine) => match engine.get_shard(&g.bucket, &g.key, g.version, g.stripe, g.shard, g.range).await {
+                Ok(read) => {
+                    let resp = Response::GetShardOk(GetShardOk {
+                        meta: read.meta,
+                        shard_len: read.shard_len,
+                        payload_crc32c: read.crc32c,
+                    });
+                    let payload = &read.buf.as_slice()[read.range.clone()];
+                    bytes_out = payload.len() as u64;
+                    let ok = reply(send, request_id, &resp, payload).await;
+                    return Some(Served { op, ok, bytes_in: 0, bytes_out });
+                }
+                Err(e) => engine_error(&e),
+            },
+        },
+        Request::Head(h) => match engine_for(h.target) {
+            Err(r) => r,
+            Ok(engine) => engine.head(&h.bucket, &h.key, h.version).map(Response::HeadOk).unwrap_or_else(|e| engine_error(&e)),
+        },
+        Request::Delete(d) => match engine_for(d.target) {
+            Err(r) => r,
+            Ok(engine) => match engine.delete(&d.bucket, &d.key, d.version, d.marker_version).await {
+                Ok((removed, marker)) => Response::DeleteOk(DeleteOk { removed, marker }),
+                Err(e) => engine_error(&e),
+            },
+        },
+        Request::List(l) => match engine_for(l.target) {
+            Err(r) => r,
+            Ok(engine) => engine
+                .list(&l.bucket, &l.prefix, l.delimiter.as_deref(), l.start_after.as_deref(), l.limit)
+                .map(Response::ListOk)
+                .unwrap_or_else(|e| engine_error(&e)),
+        },
+        Request::CreateBucket(c) => match engine_for(c.target) {
+            Err(r) => r,
+            Ok(engine) => engine.create_bucket(c.info).await.map(Response::CreateBucketOk).unwrap_or_else(|e| engine_error(&e)),
+        },
+        Request::GetBucket(g) => match engine_for(g.target) {
+            Err(r) => r,
+            Ok(engine) => engine.bucket(&g.name).map(Response::GetBucketOk).unwrap_or_else(|e| engine_error(&e)),
+        },
+        Request::NodeStatus(_) => Response::NodeStatusOk(status(ctx)),
+    };
+    let ok = !matches!(resp, Response::Error(_));
+    let sent = reply(send, request_id, &resp, &[]).await;
+    Some(Served { op, ok: ok && sent, bytes_in: payload_len, bytes_out })
+}
+
+fn status(ctx: &CoreCtx) -> NodeStatusOk {
+    let cores = ctx
+        .layout
+        .iter()
+        .map(|(core, port, targets)| CoreStatus {
+            core: tessera_wire::CoreIndex(*core),
+            port: *port,
+            targets: targets
+                .iter()
+                .map(|t| {
+                    let m = ctx.metrics.target(t.0);
+                    TargetStatus {
+                        target: *t,
+                        capacity_bytes: m.map(|m| m.capacity_bytes.load(Relaxed)).unwrap_or(0),
+                        free_bytes: m.map(|m| m.free_bytes.load(Relaxed)).unwrap_or(0),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    NodeStatusOk { node: ctx.node_name.clone(), version: env!("CARGO_PKG_VERSION").into(), cores }
+}

@@ -1,0 +1,66 @@
+//! TLS for QUIC: the node's certificate and key from PEM files.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// ALPN protocol id both sides require.
+pub const ALPN: &[u8] = b"tessera/1";
+
+/// Why TLS setup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// Could not read or parse a PEM file.
+    #[error("cannot load {what} from {path}: {detail}")]
+    Pem {
+        /// Certificate or key.
+        what: &'static str,
+        /// File.
+        path: String,
+        /// Cause.
+        detail: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration refused: {0}")]
+    Config(String),
+}
+
+/// A quinn server config with this node's certificate.
+pub fn server_config(cert: &Path, key: &Path, streams_max: u32) -> Result<quinn::ServerConfig, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| TlsError::Pem { what: "certificate", path: cert.display().to_string(), detail: e.to_string() })?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| TlsError::Pem { what: "private key", path: key.display().to_string(), detail: e.to_string() })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    cfg.transport_config(Arc::new(transport(streams_max)));
+    Ok(cfg)
+}
+
+/// Transport settings shared by node and client: windows large enough for
+/// multi-MiB shards in flight, bounded streams, keep-alive.
+pub fn transport(streams_max: u32) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(streams_max.into());
+    t.max_concurrent_uni_streams(0u8.into());
+    t.stream_receive_window((16u32 * 1_048_576).into());
+    t.receive_window((64u32 * 1_048_576).into());
+    t.send_window(64 * 1_048_576);
+    t.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    if let Ok(idle) = std::time::Duration::from_secs(30).try_into() {
+        t.max_idle_timeout(Some(idle));
+    }
+    t
+}
