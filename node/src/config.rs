@@ -146,7 +146,8 @@ impl NodeConfig {
     /// Read and check a config file.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let cfg: NodeConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let cfg: NodeConfig =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -160,7 +161,10 @@ impl NodeConfig {
     pub fn check(&self) -> Result<(), ConfigError> {
         let cores = self.core_count();
         if cores == 0 || cores as usize > tessera_wire::limits::CORES_PER_NODE_MAX {
-            return Err(ConfigError::Invalid(format!("cores = {cores}; must be 1..={}", tessera_wire::limits::CORES_PER_NODE_MAX)));
+            return Err(ConfigError::Invalid(format!(
+                "cores = {cores}; must be 1..={}",
+                tessera_wire::limits::CORES_PER_NODE_MAX
+            )));
         }
         if u32::from(self.base_port) + u32::from(cores) > 65_535 {
             return Err(ConfigError::Invalid(format!("base_port {} + cores {cores} exceeds 65535", self.base_port)));
@@ -174,10 +178,16 @@ impl NodeConfig {
                 return Err(ConfigError::Invalid(format!("target id {} appears twice", t.id)));
             }
             if t.core >= cores {
-                return Err(ConfigError::Invalid(format!("target {} is on core {} but the node runs {cores} cores", t.id, t.core)));
+                return Err(ConfigError::Invalid(format!(
+                    "target {} is on core {} but the node runs {cores} cores",
+                    t.id, t.core
+                )));
             }
             if !(0.0..=1.0).contains(&t.compaction_live_fraction_max) {
-                return Err(ConfigError::Invalid(format!("target {}: compaction_live_fraction_max must be in 0..=1", t.id)));
+                return Err(ConfigError::Invalid(format!(
+                    "target {}: compaction_live_fraction_max must be in 0..=1",
+                    t.id
+                )));
             }
         }
         if self.request_timeout_ms == 0 {

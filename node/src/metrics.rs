@@ -8,11 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Operations counted separately.
-pub const OPS: [&str; 8] = ["put_shard", "get_shard", "head", "delete", "list", "create_bucket", "get_bucket", "node_status"];
+pub const OPS: [&str; 8] =
+    ["put_shard", "get_shard", "head", "delete", "list", "create_bucket", "get_bucket", "node_status"];
 
 /// Upper bounds of the latency histogram buckets, in microseconds.
-const BUCKETS_US: [u64; 16] =
-    [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 10_000_000];
+const BUCKETS_US: [u64; 16] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    10_000_000,
+];
 
 /// Counters of one operation on one core.
 #[derive(Default)]
@@ -102,24 +105,41 @@ impl NodeMetrics {
         let _ = writeln!(s, "# HELP tessera_requests_total Requests served, by core and operation.\n# TYPE tessera_requests_total counter");
         for (c, core) in self.cores.iter().enumerate() {
             for (i, op) in OPS.iter().enumerate() {
-                let _ = writeln!(s, "tessera_requests_total{{node=\"{n}\",core=\"{c}\",op=\"{op}\"}} {}", core.ops[i].count.load(Relaxed));
+                let _ = writeln!(
+                    s,
+                    "tessera_requests_total{{node=\"{n}\",core=\"{c}\",op=\"{op}\"}} {}",
+                    core.ops[i].count.load(Relaxed)
+                );
             }
         }
         let _ = writeln!(s, "# HELP tessera_request_errors_total Requests answered with an error.\n# TYPE tessera_request_errors_total counter");
         for (c, core) in self.cores.iter().enumerate() {
             for (i, op) in OPS.iter().enumerate() {
-                let _ = writeln!(s, "tessera_request_errors_total{{node=\"{n}\",core=\"{c}\",op=\"{op}\"}} {}", core.ops[i].errors.load(Relaxed));
+                let _ = writeln!(
+                    s,
+                    "tessera_request_errors_total{{node=\"{n}\",core=\"{c}\",op=\"{op}\"}} {}",
+                    core.ops[i].errors.load(Relaxed)
+                );
             }
         }
         let _ = writeln!(s, "# HELP tessera_bytes_total Payload bytes received (in) and sent (out).\n# TYPE tessera_bytes_total counter");
         for (c, core) in self.cores.iter().enumerate() {
             for (i, op) in OPS.iter().enumerate() {
                 let m = &core.ops[i];
-                let _ = writeln!(s, "tessera_bytes_total{{node=\"{n}\",core=\"{c}\",op=\"{op}\",dir=\"in\"}} {}", m.bytes_in.load(Relaxed));
-                let _ = writeln!(s, "tessera_bytes_total{{node=\"{n}\",core=\"{c}\",op=\"{op}\",dir=\"out\"}} {}", m.bytes_out.load(Relaxed));
+                let _ = writeln!(
+                    s,
+                    "tessera_bytes_total{{node=\"{n}\",core=\"{c}\",op=\"{op}\",dir=\"in\"}} {}",
+                    m.bytes_in.load(Relaxed)
+                );
+                let _ = writeln!(
+                    s,
+                    "tessera_bytes_total{{node=\"{n}\",core=\"{c}\",op=\"{op}\",dir=\"out\"}} {}",
+                    m.bytes_out.load(Relaxed)
+                );
             }
         }
-        let _ = writeln!(s, "# HELP tessera_request_seconds Request latency.\n# TYPE tessera_request_seconds histogram");
+        let _ =
+            writeln!(s, "# HELP tessera_request_seconds Request latency.\n# TYPE tessera_request_seconds histogram");
         for (c, core) in self.cores.iter().enumerate() {
             for (i, op) in OPS.iter().enumerate() {
                 let m = &core.ops[i];
@@ -133,7 +153,10 @@ impl NodeMetrics {
                     );
                 }
                 let count = m.count.load(Relaxed);
-                let _ = writeln!(s, "tessera_request_seconds_bucket{{node=\"{n}\",core=\"{c}\",op=\"{op}\",le=\"+Inf\"}} {count}");
+                let _ = writeln!(
+                    s,
+                    "tessera_request_seconds_bucket{{node=\"{n}\",core=\"{c}\",op=\"{op}\",le=\"+Inf\"}} {count}"
+                );
                 let _ = writeln!(
                     s,
                     "tessera_request_seconds_sum{{node=\"{n}\",core=\"{c}\",op=\"{op}\"}} {}",

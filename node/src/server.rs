@@ -130,7 +130,13 @@ async fn reply(send: &mut quinn::SendStream, request_id: u64, resp: &Response, p
     send.finish().is_ok()
 }
 
-async fn bad_frame(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, request_id: u64, detail: String) {
+async fn bad_frame(
+    ctx: &CoreCtx,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    request_id: u64,
+    detail: String,
+) {
     ctx.metrics.cores[ctx.core as usize].bad_frames.fetch_add(1, Relaxed);
     tracing::debug!(core = ctx.core, %detail, "bad frame");
     let _ = recv.stop(2u8.into());
@@ -212,7 +218,10 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
                 bad_frame(ctx, send, recv, request_id, format!("payload truncated: expected {len} bytes: {e}")).await;
                 return None;
             }
-            match engine.put_shard(&p.bucket, &p.key, p.version, p.stripe, p.shard, p.shard_crc32c, p.meta, buf, len).await {
+            match engine
+                .put_shard(&p.bucket, &p.key, p.version, p.stripe, p.shard, p.shard_crc32c, p.meta, buf, len)
+                .await
+            {
                 Ok(committed) => Response::PutShardOk(PutShardOk { target: p.target, committed }),
                 Err(e) => engine_error(&e),
             }
@@ -236,7 +245,9 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
         },
         Request::Head(h) => match engine_for(h.target) {
             Err(r) => r,
-            Ok(engine) => engine.head(&h.bucket, &h.key, h.version).map(Response::HeadOk).unwrap_or_else(|e| engine_error(&e)),
+            Ok(engine) => {
+                engine.head(&h.bucket, &h.key, h.version).map(Response::HeadOk).unwrap_or_else(|e| engine_error(&e))
+            }
         },
         Request::Delete(d) => match engine_for(d.target) {
             Err(r) => r,
@@ -254,7 +265,9 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
         },
         Request::CreateBucket(c) => match engine_for(c.target) {
             Err(r) => r,
-            Ok(engine) => engine.create_bucket(c.info).await.map(Response::CreateBucketOk).unwrap_or_else(|e| engine_error(&e)),
+            Ok(engine) => {
+                engine.create_bucket(c.info).await.map(Response::CreateBucketOk).unwrap_or_else(|e| engine_error(&e))
+            }
         },
         Request::GetBucket(g) => match engine_for(g.target) {
             Err(r) => r,

@@ -1,1 +1,305 @@
+//! `tessera`: the command-line client (buckets and objects) and `tessera dev`.
 
+mod dev;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tessera_client::{ByteRange, Client, ClientConfig, ClientError, GetOptions, ListRequest, PutOptions, VersionId};
+use tokio::io::AsyncWriteExt;
+
+/// Exit codes, so scripts can tell failures apart.
+mod exit {
+    pub(crate) const ERROR: u8 = 1;
+    pub(crate) const NOT_FOUND: u8 = 3;
+    pub(crate) const CORRUPT: u8 = 4;
+    pub(crate) const UNREACHABLE: u8 = 5;
+    pub(crate) const FULL: u8 = 6;
+}
+
+#[derive(Parser)]
+#[command(name = "tessera", version, about = "Tessera object store client and local dev cluster")]
+struct Cli {
+    /// Client config (TOML). Written by `tessera dev` as DIR/client.toml.
+    #[arg(long, global = true, env = "TESSERA_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Make a bucket.
+    Mb {
+        /// Bucket name.
+        bucket: String,
+        /// Keep every version; deletes write delete markers.
+        #[arg(long)]
+        versioned: bool,
+    },
+    /// Upload FILE (or - for stdin) to BUCKET/KEY.
+    Put {
+        /// Local file, or - for stdin.
+        file: String,
+        /// BUCKET/KEY.
+        target: String,
+        /// MIME type to record.
+        #[arg(long)]
+        content_type: Option<String>,
+    },
+    /// Download BUCKET/KEY to FILE (stdout without FILE).
+    Get {
+        /// BUCKET/KEY.
+        source: String,
+        /// Local file; stdout if absent.
+        file: Option<PathBuf>,
+        /// Bytes A-B (inclusive), as in HTTP ranges.
+        #[arg(long)]
+        range: Option<String>,
+        /// A specific version id.
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// List keys of BUCKET[/PREFIX].
+    Ls {
+        /// BUCKET or BUCKET/PREFIX.
+        path: String,
+        /// List every key under the prefix instead of rolling up at '/'.
+        #[arg(long, short)]
+        recursive: bool,
+    },
+    /// Remove BUCKET/KEY (or one version of it).
+    Rm {
+        /// BUCKET/KEY.
+        path: String,
+        /// A specific version id.
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Show an object's metadata.
+    Stat {
+        /// BUCKET/KEY.
+        path: String,
+    },
+    /// Run a local node with throwaway certificates and a demo.
+    Dev(dev::DevArgs),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Io(String),
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+impl CliError {
+    fn code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Client(ClientError::NoSuchKey { .. } | ClientError::NoSuchBucket { .. }) => exit::NOT_FOUND,
+            CliError::Client(ClientError::Corrupt { .. } | ClientError::Integrity { .. }) => exit::CORRUPT,
+            CliError::Client(ClientError::Connection { .. } | ClientError::Timeout { .. }) => exit::UNREACHABLE,
+            CliError::Client(ClientError::TargetFull { .. }) => exit::FULL,
+            _ => exit::ERROR,
+        }
+    }
+}
+
+fn split_path(path: &str) -> Result<(&str, &str), CliError> {
+    match path.split_once('/') {
+        Some((b, k)) if !b.is_empty() && !k.is_empty() => Ok((b, k)),
+        _ => Err(CliError::Usage(format!("expected BUCKET/KEY, got {path:?}"))),
+    }
+}
+
+fn parse_version(v: Option<String>) -> Result<Option<VersionId>, CliError> {
+    v.map(|s| s.parse().map_err(|_| CliError::Usage(format!("bad version id {s:?}: expected 32 hex digits"))))
+        .transpose()
+}
+
+fn parse_range(r: &str) -> Result<ByteRange, CliError> {
+    let bad = || CliError::Usage(format!("bad range {r:?}: expected A-B with A <= B (inclusive byte offsets)"));
+    let (a, b) = r.split_once('-').ok_or_else(bad)?;
+    let a: u64 = a.parse().map_err(|_| bad())?;
+    let b: u64 = b.parse().map_err(|_| bad())?;
+    if b < a {
+        return Err(bad());
+    }
+    Ok(ByteRange { offset: a, len: b - a + 1 })
+}
+
+async fn client(config: Option<PathBuf>) -> Result<Client, CliError> {
+    let path = config.ok_or_else(|| {
+        CliError::Usage(
+            "no client config: pass --config FILE or set TESSERA_CONFIG (tessera dev writes DIR/client.toml)".into(),
+        )
+    })?;
+    Ok(Client::connect(ClientConfig::load(&path)?).await?)
+}
+
+fn progress(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::no_length(),
+    };
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.cmd {
+        Cmd::Dev(args) => dev::run(args).await?,
+        Cmd::Mb { bucket, versioned } => {
+            let c = client(cli.config).await?;
+            let info =
+                c.create_bucket(&bucket, tessera_client::BucketOptions { versioned, ..Default::default() }).await?;
+            println!("bucket {} ready{}", info.name, if info.versioned { " (versioned)" } else { "" });
+        }
+        Cmd::Put { file, target, content_type } => {
+            let (bucket, key) = split_path(&target)?;
+            let c = client(cli.config).await?;
+            let opts = PutOptions { content_type, ..Default::default() };
+            let receipt = if file == "-" {
+                c.put_stream(bucket, key, tokio::io::stdin(), opts).await?
+            } else {
+                let f =
+                    tokio::fs::File::open(&file).await.map_err(|e| CliError::Io(format!("cannot open {file}: {e}")))?;
+                let len = f.metadata().await.ok().map(|m| m.len());
+                let bar = progress(len, "put");
+                let receipt = c.put_stream(bucket, key, bar.wrap_async_read(f), opts).await;
+                bar.finish_and_clear();
+                receipt?
+            };
+            println!(
+                "put {bucket}/{key}: {} bytes, version {}, crc32c {:#010x}, durable on {}",
+                receipt.size_bytes,
+                receipt.version,
+                receipt.content_crc32c,
+                receipt.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",")
+            );
+        }
+        Cmd::Get { source, file, range, version } => {
+            let (bucket, key) = split_path(&source)?;
+            let range = range.as_deref().map(parse_range).transpose()?;
+            let version = parse_version(version)?;
+            let c = client(cli.config).await?;
+            let got = c.get(bucket, key, GetOptions { version, range }).await?;
+            let len = range.map(|r| r.len).unwrap_or(got.meta.size_bytes);
+            match file {
+                Some(path) => {
+                    let tmp = path.with_extension("tessera-partial");
+                    let f = tokio::fs::File::create(&tmp)
+                        .await
+                        .map_err(|e| CliError::Io(format!("cannot create {}: {e}", tmp.display())))?;
+                    let bar = progress(Some(len), "get");
+                    let mut w = bar.wrap_async_write(f.try_clone().await.map_err(|e| CliError::Io(e.to_string()))?);
+                    let res = got.body.copy_to(&mut w).await;
+                    bar.finish_and_clear();
+                    if let Err(e) = res {
+                        let _ = tokio::fs::remove_file(&tmp).await;
+                        return Err(e.into());
+                    }
+                    f.sync_all().await.map_err(|e| CliError::Io(format!("sync {}: {e}", tmp.display())))?;
+                    tokio::fs::rename(&tmp, &path)
+                        .await
+                        .map_err(|e| CliError::Io(format!("rename to {}: {e}", path.display())))?;
+                    eprintln!("got {bucket}/{key}: {len} bytes -> {}", path.display());
+                }
+                None => {
+                    let mut out = tokio::io::stdout();
+                    got.body.copy_to(&mut out).await?;
+                    out.flush().await.map_err(|e| CliError::Io(format!("stdout: {e}")))?;
+                }
+            }
+        }
+        Cmd::Ls { path, recursive } => {
+            let (bucket, prefix) = path.split_once('/').unwrap_or((path.as_str(), ""));
+            let c = client(cli.config).await?;
+            let mut req = ListRequest {
+                prefix: prefix.to_owned(),
+                delimiter: (!recursive).then(|| "/".to_string()),
+                ..Default::default()
+            };
+            loop {
+                let page = c.list(bucket, req.clone()).await?;
+                for p in &page.common_prefixes {
+                    println!("{:>32}  {:>12}  {p}", "", "PRE");
+                }
+                for e in &page.entries {
+                    println!("{}  {:>12}  {}", e.version, e.size_bytes, e.key);
+                }
+                match page.next {
+                    Some(n) => req.continuation = Some(n),
+                    None => break,
+                }
+            }
+        }
+        Cmd::Rm { path, version } => {
+            let (bucket, key) = split_path(&path)?;
+            let version = parse_version(version)?;
+            let c = client(cli.config).await?;
+            match c.delete(bucket, key, version).await? {
+                Some(marker) => println!("removed {bucket}/{key} (delete marker {marker})"),
+                None => println!("removed {bucket}/{key}"),
+            }
+        }
+        Cmd::Stat { path } => {
+            let (bucket, key) = split_path(&path)?;
+            let c = client(cli.config).await?;
+            let m = c.head(bucket, key, None).await?;
+            println!("key:           {}", m.key);
+            println!("version:       {}", m.version);
+            println!("size:          {} bytes", m.size_bytes);
+            println!("crc32c:        {:#010x}", m.content_crc32c);
+            println!("created (ms):  {}", m.created_ms);
+            println!("content type:  {}", m.content_type.as_deref().unwrap_or("-"));
+            println!("owner:         {}", m.owner);
+            println!("storage class: {:?}", m.storage_class);
+            println!("stripes:       {} x {} bytes", m.stripe_count, m.stripe_bytes);
+            for (k, v) in &m.user_meta {
+                println!("meta {k}: {v}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tessera: cannot start runtime: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tessera: {e}");
+            ExitCode::from(e.code())
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! One request per QUIC bidirectional stream, connections cached per core
+//! address. Frames are built and checked by `tessera_wire`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use tessera_wire::{decode_response, encode_frame, FrameHeader, Request, Response, FRAME_HEADER_LEN};
+
+use crate::{ClientConfig, ClientError};
+
+/// ALPN id; must match the node's.
+const ALPN: &[u8] = b"tessera/1";
+
+pub(crate) struct Transport {
+    endpoint: quinn::Endpoint,
+    server_name: String,
+    conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    next_id: AtomicU64,
+    pub(crate) timeout: Duration,
+}
+
+/// A reply: the response and, for reads, the stream the payload follows on.
+pub(crate) struct Reply {
+    pub(crate) response: Response,
+    pub(crate) recv: quinn::RecvStream,
+    pub(crate) payload_len: u64,
+}
+
+fn conn_err(addr: SocketAddr, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Connection { addr: addr.to_string(), detail: e.to_string() }
+}
+
+impl Transport {
+    pub(crate) fn new(cfg: &ClientConfig) -> Result<Transport, ClientError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(&cfg.ca_cert)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| ClientError::Config { detail: format!("CA certificate {}: {e}", cfg.ca_cert.display()) })?;
+        for c in certs {
+            roots.add(c).map_err(|e| ClientError::Config { detail: format!("CA certificate: {e}") })?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| ClientError::Config { detail: e.to_string() })?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| ClientError::Config { detail: e.to_string() })?;
+        let mut client_cfg = quinn::ClientConfig::new(Arc::new(quic));
+        let mut transport = quinn::TransportConfig::default();
+        transport.stream_receive_window((16u32 * 1_048_576).into());
+        transport.receive_window((64u32 * 1_048_576).into());
+        transport.send_window(64 * 1_048_576);
+        transport.keep_alive_interval(Some(Duration::from_secs(5)));
+        client_cfg.transport_config(Arc::new(transport));
+        let bind: SocketAddr = "0.0.0.0:0".parse().map_err(|e| ClientError::Config { detail: format!("{e}") })?;
+        let mut endpoint =
+            quinn::Endpoint::client(bind).map_err(|e| ClientError::Config { detail: format!("UDP socket: {e}") })?;
+        endpoint.set_default_client_config(client_cfg);
+        Ok(Transport {
+            endpoint,
+            server_name: cfg.server_name.clone(),
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            timeout: Duration::from_millis(cfg.request_timeout_ms),
+        })
+    }
+
+    async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, ClientError> {
+        if let Some(c) = self.conns.lock().map_err(|_| conn_err(addr, "connection cache poisoned"))?.get(&addr) {
+            if c.close_reason().is_none() {
+                return Ok(c.clone());
+            }
+        }
+        let connecting = self.endpoint.connect(addr, &self.server_name).map_err(|e| conn_err(addr, e))?;
+        let conn = connecting.await.map_err(|e| conn_err(addr, e))?;
+        self.conns.lock().map_err(|_| conn_err(addr, "connection cache poisoned"))?.insert(addr, conn.clone());
+        Ok(conn)
+    }
+
+    /// Send a request (with an optional payload) and read the reply frame.
+    pub(crate) async fn call(&self, addr: SocketAddr, req: &Request, payload: &[u8]) -> Result<Reply, ClientError> {
+        let millis = self.timeout.as_millis() as u64;
+        tokio::time::timeout(self.timeout, self.call_inner(addr, req, payload))
+            .await
+            .map_err(|_| ClientError::Timeout { millis })?
+    }
+
+    async fn call_inner(&self, addr: SocketAddr, req: &Request, payload: &[u8]) -> Result<Reply, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_frame(id, req, payload.len() as u64)?;
+        let conn = self.connection(addr).await?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_err(addr, e))?;
+        send.write_all(&frame).await.map_err(|e| conn_err(addr, e))?;
+        if !payload.is_empty() {
+            send.write_all(payload).await.map_err(|e| conn_err(addr, e))?;
+        }
+        let _ = send.finish();
+        let mut raw = [0u8; FRAME_HEADER_LEN];
+        recv.read_exact(&mut raw).await.map_err(|e| conn_err(addr, format!("reading reply header: {e}")))?;
+        let (header, opcode) = FrameHeader::decode(&raw)?;
+        let mut body = vec![0u8; header.body_len.get() as usize];
+        recv.read_exact(&mut body).await.map_err(|e| conn_err(addr, format!("reading reply body: {e}")))?;
+        let response = decode_response(opcode, &body)?;
+        if let Response::Error(e) = response {
+            return Err(ClientError::from_server(e.code, e.detail));
+        }
+        Ok(Reply { response, recv, payload_len: header.payload_len.get() })
+    }
+
+    /// Read a reply's payload completely into memory (bounded by the frame limit).
+    pub(crate) async fn read_payload(&self, reply: &mut Reply, addr: SocketAddr) -> Result<Vec<u8>, ClientError> {
+        let mut data = vec![0u8; reply.payload_len as usize];
+        reply.recv.read_exact(&mut data).await.map_err(|e| conn_err(addr, format!("reading payload: {e}")))?;
+        Ok(data)
+    }
+}
