@@ -67,3 +67,38 @@ pub fn transport(streams_max: u32) -> quinn::TransportConfig {
     }
     t
 }
+
+/// Why dev certificates could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum DevCertError {
+    /// Certificate generation failed.
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// Writing the files failed.
+    #[error("writing certificates failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Write a throwaway CA (`ca.pem`) and a node certificate for localhost and
+/// 127.0.0.1 (`node.pem`, `node.key`) into `dir`, for `tessera dev` and tests.
+/// Existing files are kept. Never use these for a real deployment.
+pub fn write_dev_certs(dir: &Path) -> Result<(), DevCertError> {
+    std::fs::create_dir_all(dir)?;
+    if dir.join("ca.pem").exists() && dir.join("node.pem").exists() && dir.join("node.key").exists() {
+        return Ok(());
+    }
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "tessera dev CA");
+    let ca = ca_params.self_signed(&ca_key)?;
+    let node_key = rcgen::KeyPair::generate()?;
+    let mut node_params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    node_params.distinguished_name.push(rcgen::DnType::CommonName, "tessera dev node");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let node = node_params.signed_by(&node_key, &issuer)?;
+    std::fs::write(dir.join("ca.pem"), ca.pem())?;
+    std::fs::write(dir.join("node.pem"), node.pem())?;
+    std::fs::write(dir.join("node.key"), node_key.serialize_pem())?;
+    Ok(())
+}

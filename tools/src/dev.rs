@@ -28,28 +28,6 @@ pub(crate) struct DevArgs {
     pub(crate) no_demo: bool,
 }
 
-/// Write a CA and a node certificate for `localhost`/127.0.0.1 into `dir`.
-pub(crate) fn write_tls(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    if dir.join("ca.pem").exists() && dir.join("node.pem").exists() && dir.join("node.key").exists() {
-        return Ok(());
-    }
-    let ca_key = rcgen::KeyPair::generate()?;
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "tessera dev CA");
-    let ca = ca_params.self_signed(&ca_key)?;
-    let node_key = rcgen::KeyPair::generate()?;
-    let mut node_params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-    node_params.distinguished_name.push(rcgen::DnType::CommonName, "tessera dev node");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let node = node_params.signed_by(&node_key, &issuer)?;
-    std::fs::write(dir.join("ca.pem"), ca.pem())?;
-    std::fs::write(dir.join("node.pem"), node.pem())?;
-    std::fs::write(dir.join("node.key"), node_key.serialize_pem())?;
-    Ok(())
-}
-
 pub(crate) fn node_toml(dir: &Path, args: &DevArgs) -> String {
     let mut s = format!(
         "# Written by `tessera dev`. Every setting is documented in docs/node-config.md.\n\
@@ -83,7 +61,7 @@ pub(crate) fn client_toml(dir: &Path, base_port: u16) -> String {
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(args.dir.join("data")).with_context(|| format!("create {}", args.dir.display()))?;
     let dir = args.dir.canonicalize()?;
-    write_tls(&dir.join("tls")).context("generate dev certificates")?;
+    tessera_node::tls::write_dev_certs(&dir.join("tls")).context("generate dev certificates")?;
     let node_path = dir.join("node.toml");
     std::fs::write(&node_path, node_toml(&dir, &args))?;
     let client_path = dir.join("client.toml");

@@ -223,6 +223,9 @@ pub fn decode_body(opcode: Opcode, body: &[u8]) -> Result<Decoded, DecodeError> 
 
 /// Decode a body that must be a request.
 pub fn decode_request(opcode: Opcode, body: &[u8]) -> Result<Request, DecodeError> {
+    if opcode as u8 & 0x80 != 0 {
+        return Err(DecodeError::WrongDirection { opcode, expected: "request" });
+    }
     match decode_body(opcode, body)? {
         Decoded::Request(r) => Ok(r),
         Decoded::Response(_) => Err(DecodeError::WrongDirection { opcode, expected: "request" }),
@@ -231,6 +234,9 @@ pub fn decode_request(opcode: Opcode, body: &[u8]) -> Result<Request, DecodeErro
 
 /// Decode a body that must be a response.
 pub fn decode_response(opcode: Opcode, body: &[u8]) -> Result<Response, DecodeError> {
+    if opcode as u8 & 0x80 == 0 {
+        return Err(DecodeError::WrongDirection { opcode, expected: "response" });
+    }
     match decode_body(opcode, body)? {
         Decoded::Response(r) => Ok(r),
         Decoded::Request(_) => Err(DecodeError::WrongDirection { opcode, expected: "response" }),

@@ -31,6 +31,8 @@ pub(crate) struct CommitQueue {
     /// LSNs allocated and not yet applied → generation of their segment.
     allocated: BTreeMap<u64, u64>,
     completed: BTreeMap<u64, Completed>,
+    /// Taken by the committer, not yet applied to the index (lsn → generation).
+    committing: BTreeMap<u64, u64>,
 }
 
 impl CommitQueue {
@@ -47,25 +49,42 @@ impl CommitQueue {
         let mut out = Vec::new();
         while let Some((&lsn, _)) = self.allocated.first_key_value() {
             let Some(c) = self.completed.remove(&lsn) else { break };
-            self.allocated.remove(&lsn);
+            if let Some(g) = self.allocated.remove(&lsn) {
+                self.committing.insert(lsn, g);
+            }
             out.push((lsn, c));
         }
         out
     }
 
-    /// Generation of the oldest unapplied record: replay after a crash must
-    /// start at that segment.
-    pub(crate) fn oldest_unapplied_generation(&self) -> Option<u64> {
-        self.allocated.first_key_value().map(|(_, &g)| g)
+    /// The batch taken by `take_ready` is now in the index.
+    pub(crate) fn mark_applied(&mut self) {
+        self.committing.clear();
     }
 
-    /// The oldest LSN allocated and not yet applied.
+    fn oldest_unapplied(&self) -> Option<(u64, u64)> {
+        let a = self.committing.first_key_value().map(|(&l, &g)| (l, g));
+        let b = self.allocated.first_key_value().map(|(&l, &g)| (l, g));
+        match (a, b) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        }
+    }
+
+    /// Generation of the oldest record not yet in the index: replay after a
+    /// crash must start at that segment.
+    pub(crate) fn oldest_unapplied_generation(&self) -> Option<u64> {
+        self.oldest_unapplied().map(|(_, g)| g)
+    }
+
+    /// The oldest LSN not yet in the index (allocated, written or being
+    /// committed): a checkpoint may only claim the LSNs before it.
     pub(crate) fn oldest_unapplied_lsn(&self) -> Option<u64> {
-        self.allocated.first_key_value().map(|(&l, _)| l)
+        self.oldest_unapplied().map(|(l, _)| l)
     }
 
     pub(crate) fn is_idle(&self) -> bool {
-        self.allocated.is_empty()
+        self.allocated.is_empty() && self.committing.is_empty()
     }
 }
 
@@ -89,9 +108,13 @@ mod tests {
         q.complete(1, done());
         let ready: Vec<u64> = q.take_ready().into_iter().map(|(l, _)| l).collect();
         assert_eq!(ready, vec![1, 2]);
-        assert_eq!(q.oldest_unapplied_generation(), Some(1));
+        assert_eq!(q.oldest_unapplied_lsn(), Some(1), "taken but not applied is not applied");
+        q.mark_applied();
+        assert_eq!(q.oldest_unapplied_lsn(), Some(3));
         q.complete(3, done());
         assert_eq!(q.take_ready().len(), 2);
+        assert!(!q.is_idle());
+        q.mark_applied();
         assert!(q.is_idle());
     }
 }

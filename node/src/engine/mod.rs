@@ -599,6 +599,7 @@ async fn commit_batch(inner: &Rc<Inner>, batch: Vec<(u64, Completed)>) {
         txn.commit()?;
         Ok(())
     })();
+    inner.queue.borrow_mut().mark_applied();
     if let Err(e) = applied {
         tracing::error!(target_id = %inner.target(), error = %e, "index batch failed; target is now read-only");
         *inner.failed.borrow_mut() = Some(e.to_string());
