@@ -354,6 +354,7 @@ impl Client {
     }
 
     /// Fetch one stripe (or part of it) and verify its checksum.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn fetch_stripe(
         &self,
         target: TargetId,

@@ -17,6 +17,11 @@ const BUCKETS_US: [u64; 16] = [
     10_000_000,
 ];
 
+/// (name, help, reader) of a per-core gauge.
+type CoreGauge = (&'static str, &'static str, fn(&CoreMetrics) -> u64);
+/// (name, help, reader) of a per-target gauge.
+type TargetGauge = (&'static str, &'static str, fn(&TargetMetrics) -> u64);
+
 /// Counters of one operation on one core.
 #[derive(Default)]
 pub struct OpMetrics {
@@ -165,7 +170,7 @@ impl NodeMetrics {
                 let _ = writeln!(s, "tessera_request_seconds_count{{node=\"{n}\",core=\"{c}\",op=\"{op}\"}} {count}");
             }
         }
-        let gauges: [(&str, &str, fn(&CoreMetrics) -> u64); 3] = [
+        let gauges: [CoreGauge; 3] = [
             ("tessera_io_in_flight", "Disk operations in flight.", |c| c.io_in_flight.load(Relaxed)),
             ("tessera_requests_in_flight", "Requests being served.", |c| c.requests_in_flight.load(Relaxed)),
             ("tessera_bad_frames_total", "Malformed frames refused.", |c| c.bad_frames.load(Relaxed)),
@@ -176,7 +181,7 @@ impl NodeMetrics {
                 let _ = writeln!(s, "{name}{{node=\"{n}\",core=\"{c}\"}} {}", get(core));
             }
         }
-        let tg: [(&str, &str, fn(&TargetMetrics) -> u64); 4] = [
+        let tg: [TargetGauge; 4] = [
             ("tessera_target_capacity_bytes", "Record capacity of a target.", |t| t.capacity_bytes.load(Relaxed)),
             ("tessera_target_free_bytes", "Bytes free for new writes.", |t| t.free_bytes.load(Relaxed)),
             ("tessera_target_objects", "Committed versions in the index.", |t| t.objects.load(Relaxed)),

@@ -143,6 +143,7 @@ async fn bad_frame(
     reply(send, request_id, &error_response(ErrorCode::BadRequest, detail), &[]).await;
 }
 
+#[allow(clippy::result_large_err)]
 async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn::RecvStream) -> Option<Served> {
     let mut raw = [0u8; FRAME_HEADER_LEN];
     if let Err(e) = recv.read_exact(&mut raw).await {

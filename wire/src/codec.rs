@@ -293,7 +293,7 @@ pub fn check_meta(opcode: Opcode, meta: &ObjectMeta) -> Result<(), DecodeError> 
     let needed = u64::from(meta.stripe_count) * u64::from(meta.stripe_bytes);
     let fits = meta.size_bytes <= needed
         && (meta.stripe_count == 0 || meta.size_bytes > needed - u64::from(meta.stripe_bytes));
-    if !fits && !(meta.size_bytes == 0 && meta.stripe_count == 0) {
+    if !fits {
         return Err(DecodeError::OutOfRange {
             field: "size_bytes",
             value: meta.size_bytes,

@@ -48,4 +48,4 @@ pub const CORES_PER_NODE_MAX: usize = 256;
 pub const ERROR_DETAIL_BYTES_MAX: usize = 1_024;
 
 const _: () = assert!(BODY_BYTES_MAX as usize > 2 * (KEY_BYTES_MAX + USER_META_BYTES_MAX));
-const _: () = assert!(SHARD_BYTES_MAX % 4_096 == 0);
+const _: () = assert!(SHARD_BYTES_MAX.is_multiple_of(4_096));

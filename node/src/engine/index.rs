@@ -151,11 +151,8 @@ pub(crate) fn apply(
         RecordBody::Delete { bucket, key, version, marker } => {
             let mut removed = Vec::new();
             match version {
-                Some(v) => {
-                    if remove_version(txn, space, bucket, key, *v)? {
-                        removed.push(*v);
-                    }
-                }
+                Some(v) if remove_version(txn, space, bucket, key, *v)? => removed.push(*v),
+                Some(_) => {}
                 None if marker.is_none() => {
                     for v in versions_of(txn, bucket, key)? {
                         remove_version(txn, space, bucket, key, v)?;

@@ -105,7 +105,7 @@ pub(super) async fn open(cfg: EngineConfig, io: Io, pool: BufPool) -> Result<Eng
     let sb = if let Some(sb) = existing {
         sb
     } else {
-        if cfg.segment_bytes < SEGMENT_BYTES_MIN || cfg.segment_bytes % ALIGN_BYTES as u64 != 0 {
+        if cfg.segment_bytes < SEGMENT_BYTES_MIN || !cfg.segment_bytes.is_multiple_of(ALIGN_BYTES as u64) {
             return Err(bad(
                 &cfg,
                 format!(

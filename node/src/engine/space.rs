@@ -97,7 +97,7 @@ impl Space {
 
     /// Reserve `bytes` for a record. `None` means the target is full for this class.
     pub(crate) fn alloc(&mut self, bytes: u64, class: AllocClass) -> Option<Alloc> {
-        assert!(bytes <= self.record_bytes_max() && bytes % ALIGN_BYTES as u64 == 0);
+        assert!(bytes <= self.record_bytes_max() && bytes.is_multiple_of(ALIGN_BYTES as u64));
         if let Some((seg, off)) = self.head {
             let end = self.segment_start(seg) + self.segment_bytes;
             if off + bytes <= end {

@@ -218,7 +218,7 @@ fn model_run(backend: Backend, seed: u64, name: &str) {
                     },
                     _ => {
                         let prefix = ["", "a", "c/", "b/1"][(next(&mut rng) % 4) as usize];
-                        let delim = if next(&mut rng) % 2 == 0 { Some("/") } else { None };
+                        let delim = if next(&mut rng).is_multiple_of(2) { Some("/") } else { None };
                         let limit = 1 + (next(&mut rng) % 5) as u32;
                         assert_eq!(
                             list_all(&e, prefix, delim, limit).await,
@@ -228,7 +228,7 @@ fn model_run(backend: Backend, seed: u64, name: &str) {
                     }
                 }
             }
-            if next(&mut rng) % 2 == 0 {
+            if next(&mut rng).is_multiple_of(2) {
                 e.checkpoint().await.expect("checkpoint");
             }
             (model, rng, clock)

@@ -113,7 +113,7 @@ pub(crate) fn round_up(n: usize) -> usize {
 }
 
 fn class_of(cap: usize) -> Option<usize> {
-    if !cap.is_power_of_two() || cap < ALIGN_BYTES || cap > POOLED_BYTES_MAX {
+    if !cap.is_power_of_two() || !(ALIGN_BYTES..=POOLED_BYTES_MAX).contains(&cap) {
         return None;
     }
     Some((cap / ALIGN_BYTES).trailing_zeros() as usize)
