@@ -63,8 +63,18 @@ async fn put(e: &Engine, key: String, v: u128, data: &[u8]) -> anyhow::Result<()
     buf.as_mut_slice()[ALIGN_BYTES..ALIGN_BYTES + data.len()].copy_from_slice(data);
     let crc = crc32c::crc32c(data);
     let version = VersionId(v);
-    e.put_shard("bench", &key, version, StripeIndex(0), ShardIndex(0), crc, Some(meta(&key, version, data.len())), buf, data.len())
-        .await?;
+    e.put_shard(
+        "bench",
+        &key,
+        version,
+        StripeIndex(0),
+        ShardIndex(0),
+        crc,
+        Some(meta(&key, version, data.len())),
+        buf,
+        data.len(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -144,7 +154,13 @@ fn main() -> anyhow::Result<()> {
         })
         .await?;
         let mib_s = (n * args.bs as u64) as f64 / 1_048_576.0 / t.as_secs_f64();
-        println!("engine seq write bs={} iodepth={}: {:.1} MiB/s ({n} shards, {:.2} s)", args.bs, args.iodepth, mib_s, t.as_secs_f64());
+        println!(
+            "engine seq write bs={} iodepth={}: {:.1} MiB/s ({n} shards, {:.2} s)",
+            args.bs,
+            args.iodepth,
+            mib_s,
+            t.as_secs_f64()
+        );
 
         let small = Rc::new(vec![0xa5u8; args.read_bs]);
         let (e2, s2) = (e.clone(), small.clone());
