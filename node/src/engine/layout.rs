@@ -102,6 +102,12 @@ fn salted(salt: u64, bytes: &[u8]) -> u32 {
     crc32c::crc32c_append(salt as u32 ^ (salt >> 32) as u32, bytes)
 }
 
+/// Salted crc of a record header's fixed fields then its body, without
+/// concatenating them (this runs once per record written and replayed).
+fn header_crc(salt: u64, fixed: &[u8], body: &[u8]) -> u32 {
+    crc32c::crc32c_append(salted(salt, fixed), body)
+}
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);
@@ -135,9 +141,7 @@ pub(crate) fn encode_record_header(
     block[28..32].copy_from_slice(&header.data_crc32c.to_le_bytes());
     block[32..36].copy_from_slice(&(body_bytes.len() as u32).to_le_bytes());
     block[RECORD_FIXED_BYTES..RECORD_FIXED_BYTES + body_bytes.len()].copy_from_slice(&body_bytes);
-    let mut crc_input = block[..36].to_vec();
-    crc_input.extend_from_slice(&body_bytes);
-    let crc = salted(salt, &crc_input);
+    let crc = header_crc(salt, &block[..36], &body_bytes);
     block[36..40].copy_from_slice(&crc.to_le_bytes());
     Ok(())
 }
@@ -156,9 +160,7 @@ pub(crate) fn decode_record_header(
     if body_len > RECORD_BODY_BYTES_MAX {
         return Err(LayoutError::BodyTooLong(body_len));
     }
-    let mut crc_input = block[..36].to_vec();
-    crc_input.extend_from_slice(&block[RECORD_FIXED_BYTES..RECORD_FIXED_BYTES + body_len]);
-    if salted(salt, &crc_input) != u32_at(block, 36) {
+    if header_crc(salt, &block[..36], &block[RECORD_FIXED_BYTES..RECORD_FIXED_BYTES + body_len]) != u32_at(block, 36) {
         return Err(LayoutError::Checksum);
     }
     let version = u32_at(block, 4);

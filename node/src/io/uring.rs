@@ -161,47 +161,51 @@ impl Uring {
             return (Err(io::Error::new(io::ErrorKind::InvalidInput, "read longer than buffer")), buf);
         }
         buf.set_len(len);
+        self.transfer_all(file, buf, offset, Direction::Read).await
+    }
+
+    pub(super) async fn write_at(
+        self: &Rc<Self>,
+        file: &File,
+        buf: AlignedBuf,
+        offset: u64,
+    ) -> (io::Result<()>, AlignedBuf) {
+        self.transfer_all(file, buf, offset, Direction::Write).await
+    }
+
+    /// Move all of `buf[..buf.len()]` to or from `offset`, resubmitting
+    /// after short transfers; zero bytes moved is an error, never a loop.
+    async fn transfer_all(
+        self: &Rc<Self>,
+        file: &File,
+        mut buf: AlignedBuf,
+        offset: u64,
+        dir: Direction,
+    ) -> (io::Result<()>, AlignedBuf) {
+        let len = buf.len();
+        let fd = types::Fd(file.as_raw_fd());
         let mut done = 0usize;
         while done < len {
             // SAFETY: pointer into buf's allocation, in bounds (done < len <= cap).
             let ptr = unsafe { buf.as_mut_ptr().add(done) };
-            let entry = opcode::Read::new(types::Fd(file.as_raw_fd()), ptr, (len - done) as u32)
-                .offset(offset + done as u64)
-                .build();
+            let (rest, at) = ((len - done) as u32, offset + done as u64);
+            let entry = match dir {
+                Direction::Read => opcode::Read::new(fd, ptr, rest).offset(at).build(),
+                Direction::Write => opcode::Write::new(fd, ptr, rest).offset(at).build(),
+            };
             let (res, b) = self.op(entry, Some(buf)).await;
             // Invariant: op returns the buffer it was given.
             #[allow(clippy::expect_used)]
             let b = b.expect("buffer returned");
             buf = b;
             match res {
-                Ok(0) => return (Err(io::Error::from(io::ErrorKind::UnexpectedEof)), buf),
-                Ok(n) => done += n as usize,
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
-    }
-
-    pub(super) async fn write_at(
-        self: &Rc<Self>,
-        file: &File,
-        mut buf: AlignedBuf,
-        offset: u64,
-    ) -> (io::Result<()>, AlignedBuf) {
-        let len = buf.len();
-        let mut done = 0usize;
-        while done < len {
-            // SAFETY: pointer into buf's allocation, in bounds.
-            let ptr = unsafe { buf.as_mut_ptr().add(done) };
-            let entry = opcode::Write::new(types::Fd(file.as_raw_fd()), ptr, (len - done) as u32)
-                .offset(offset + done as u64)
-                .build();
-            let (res, b) = self.op(entry, Some(buf)).await;
-            #[allow(clippy::expect_used)]
-            let b = b.expect("buffer returned");
-            buf = b;
-            match res {
-                Ok(0) => return (Err(io::Error::from(io::ErrorKind::WriteZero)), buf),
+                Ok(0) => {
+                    let kind = match dir {
+                        Direction::Read => io::ErrorKind::UnexpectedEof,
+                        Direction::Write => io::ErrorKind::WriteZero,
+                    };
+                    return (Err(io::Error::from(kind)), buf);
+                }
                 Ok(n) => done += n as usize,
                 Err(e) => return (Err(e), buf),
             }
@@ -213,6 +217,12 @@ impl Uring {
         let entry = opcode::Fsync::new(types::Fd(file.as_raw_fd())).flags(types::FsyncFlags::DATASYNC).build();
         self.op(entry, None).await.0.map(|_| ())
     }
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Read,
+    Write,
 }
 
 struct Op {
