@@ -115,6 +115,10 @@ impl FrameBody for Request {
             Request::CreateBucket(_) => Opcode::CreateBucket,
             Request::GetBucket(_) => Opcode::GetBucket,
             Request::NodeStatus(_) => Opcode::NodeStatus,
+            Request::Commit(_) => Opcode::Commit,
+            Request::ListVersions(_) => Opcode::ListVersions,
+            Request::GetMap(_) => Opcode::GetMap,
+            Request::SetMap(_) => Opcode::SetMap,
         }
     }
     fn to_body(&self) -> Result<Vec<u8>, postcard::Error> {
@@ -127,6 +131,10 @@ impl FrameBody for Request {
             Request::CreateBucket(m) => postcard::to_stdvec(m),
             Request::GetBucket(m) => postcard::to_stdvec(m),
             Request::NodeStatus(m) => postcard::to_stdvec(m),
+            Request::Commit(m) => postcard::to_stdvec(m),
+            Request::ListVersions(m) => postcard::to_stdvec(m),
+            Request::GetMap(m) => postcard::to_stdvec(m),
+            Request::SetMap(m) => postcard::to_stdvec(m),
         }
     }
 }
@@ -142,6 +150,9 @@ impl FrameBody for Response {
             Response::CreateBucketOk(_) => Opcode::CreateBucketOk,
             Response::GetBucketOk(_) => Opcode::GetBucketOk,
             Response::NodeStatusOk(_) => Opcode::NodeStatusOk,
+            Response::CommitOk(_) => Opcode::CommitOk,
+            Response::ListVersionsOk(_) => Opcode::ListVersionsOk,
+            Response::MapOk(_) => Opcode::MapOk,
             Response::Error(_) => Opcode::Error,
         }
     }
@@ -155,6 +166,9 @@ impl FrameBody for Response {
             Response::CreateBucketOk(m) => postcard::to_stdvec(m),
             Response::GetBucketOk(m) => postcard::to_stdvec(m),
             Response::NodeStatusOk(m) => postcard::to_stdvec(m),
+            Response::CommitOk(m) => postcard::to_stdvec(m),
+            Response::ListVersionsOk(m) => postcard::to_stdvec(m),
+            Response::MapOk(m) => postcard::to_stdvec(m),
             Response::Error(m) => postcard::to_stdvec(m),
         }
     }
@@ -162,7 +176,12 @@ impl FrameBody for Response {
 
 /// Header plus body of a frame carrying `msg`; the caller sends
 /// `payload_len` raw bytes after it.
-pub fn encode_frame(request_id: u64, msg: &impl FrameBody, payload_len: u64) -> Result<Vec<u8>, EncodeError> {
+pub fn encode_frame(
+    request_id: u64,
+    msg: &impl FrameBody,
+    payload_len: u64,
+    map_epoch: u64,
+) -> Result<Vec<u8>, EncodeError> {
     if payload_len > SHARD_BYTES_MAX {
         return Err(EncodeError::PayloadTooLong { len_bytes: payload_len });
     }
@@ -171,7 +190,7 @@ pub fn encode_frame(request_id: u64, msg: &impl FrameBody, payload_len: u64) -> 
         .ok()
         .filter(|&l| l <= BODY_BYTES_MAX)
         .ok_or(EncodeError::BodyTooLong { len_bytes: body.len() })?;
-    let header = FrameHeader::new(msg.opcode(), request_id, body_len, payload_len);
+    let header = FrameHeader::new(msg.opcode(), request_id, body_len, payload_len, map_epoch);
     let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
     out.extend_from_slice(&header.to_bytes());
     out.extend_from_slice(&body);
@@ -207,6 +226,10 @@ pub fn decode_body(opcode: Opcode, body: &[u8]) -> Result<Decoded, DecodeError> 
         O::CreateBucket => Decoded::Request(Request::CreateBucket(take(opcode, body)?)),
         O::GetBucket => Decoded::Request(Request::GetBucket(take(opcode, body)?)),
         O::NodeStatus => Decoded::Request(Request::NodeStatus(take(opcode, body)?)),
+        O::Commit => Decoded::Request(Request::Commit(take(opcode, body)?)),
+        O::ListVersions => Decoded::Request(Request::ListVersions(take(opcode, body)?)),
+        O::GetMap => Decoded::Request(Request::GetMap(take(opcode, body)?)),
+        O::SetMap => Decoded::Request(Request::SetMap(take(opcode, body)?)),
         O::PutShardOk => Decoded::Response(Response::PutShardOk(take(opcode, body)?)),
         O::GetShardOk => Decoded::Response(Response::GetShardOk(take(opcode, body)?)),
         O::HeadOk => Decoded::Response(Response::HeadOk(take(opcode, body)?)),
@@ -215,6 +238,9 @@ pub fn decode_body(opcode: Opcode, body: &[u8]) -> Result<Decoded, DecodeError> 
         O::CreateBucketOk => Decoded::Response(Response::CreateBucketOk(take(opcode, body)?)),
         O::GetBucketOk => Decoded::Response(Response::GetBucketOk(take(opcode, body)?)),
         O::NodeStatusOk => Decoded::Response(Response::NodeStatusOk(take(opcode, body)?)),
+        O::CommitOk => Decoded::Response(Response::CommitOk(take(opcode, body)?)),
+        O::ListVersionsOk => Decoded::Response(Response::ListVersionsOk(take(opcode, body)?)),
+        O::MapOk => Decoded::Response(Response::MapOk(take(opcode, body)?)),
         O::Error => Decoded::Response(Response::Error(take(opcode, body)?)),
     };
     check(opcode, &decoded)?;
@@ -283,11 +309,26 @@ pub fn check_meta(opcode: Opcode, meta: &ObjectMeta) -> Result<(), DecodeError> 
             allowed: "0..=STRIPES_PER_OBJECT_MAX",
         });
     }
-    if u64::from(meta.stripe_bytes) > SHARD_BYTES_MAX {
+    let (k, m) = (meta.ec.data, meta.ec.parity);
+    if k == 0 || m == 0 || meta.ec.total() > 64 {
+        return Err(DecodeError::OutOfRange {
+            field: "ec",
+            value: u64::from(k) << 8 | u64::from(m),
+            allowed: "k >= 1, m >= 1, k + m <= 64",
+        });
+    }
+    if u64::from(meta.shard_bytes) > SHARD_BYTES_MAX || meta.shard_bytes % 2 != 0 {
+        return Err(DecodeError::OutOfRange {
+            field: "shard_bytes",
+            value: u64::from(meta.shard_bytes),
+            allowed: "even, 0..=SHARD_BYTES_MAX",
+        });
+    }
+    if meta.stripe_count > 0 && u64::from(meta.stripe_bytes) != u64::from(k) * u64::from(meta.shard_bytes) {
         return Err(DecodeError::OutOfRange {
             field: "stripe_bytes",
             value: u64::from(meta.stripe_bytes),
-            allowed: "0..=SHARD_BYTES_MAX",
+            allowed: "k * shard_bytes",
         });
     }
     let needed = u64::from(meta.stripe_count) * u64::from(meta.stripe_bytes);
@@ -326,7 +367,33 @@ fn check(opcode: Opcode, decoded: &Decoded) -> Result<(), DecodeError> {
         Decoded::Request(Request::Head(m)) => {
             bucket(opcode, &m.bucket)?;
             key(opcode, &m.key)?;
+            if m.exclude.len() > VERSION_LIST_MAX {
+                return Err(DecodeError::TooManyEntries {
+                    field: "exclude",
+                    count: m.exclude.len(),
+                    max: VERSION_LIST_MAX,
+                });
+            }
         }
+        Decoded::Request(Request::Commit(m)) => {
+            bucket(opcode, &m.bucket)?;
+            key(opcode, &m.key)?;
+        }
+        Decoded::Request(Request::ListVersions(m)) => {
+            bucket(opcode, &m.bucket)?;
+            max_len("prefix", &m.prefix, LIST_ARG_BYTES_MAX)?;
+            if let Some((k, _)) = &m.after {
+                max_len("after", k, LIST_ARG_BYTES_MAX)?;
+            }
+            if m.limit == 0 || m.limit > LIST_LIMIT_MAX {
+                return Err(DecodeError::OutOfRange {
+                    field: "limit",
+                    value: u64::from(m.limit),
+                    allowed: "1..=LIST_LIMIT_MAX",
+                });
+            }
+        }
+        Decoded::Request(Request::GetMap(_) | Request::SetMap(_)) => {}
         Decoded::Request(Request::Delete(m)) => {
             bucket(opcode, &m.bucket)?;
             key(opcode, &m.key)?;
@@ -355,7 +422,27 @@ fn check(opcode: Opcode, decoded: &Decoded) -> Result<(), DecodeError> {
         Decoded::Request(Request::GetBucket(m)) => bucket(opcode, &m.name)?,
         Decoded::Request(Request::NodeStatus(_)) => {}
         Decoded::Response(Response::GetShardOk(m)) => check_meta(opcode, &m.meta)?,
-        Decoded::Response(Response::HeadOk(m)) => check_meta(opcode, m)?,
+        Decoded::Response(Response::HeadOk(m)) => {
+            if let Some(meta) = &m.meta {
+                check_meta(opcode, meta)?;
+            }
+            if m.purged.len() > VERSION_LIST_MAX {
+                return Err(DecodeError::TooManyEntries {
+                    field: "purged",
+                    count: m.purged.len(),
+                    max: VERSION_LIST_MAX,
+                });
+            }
+        }
+        Decoded::Response(Response::ListVersionsOk(m)) => {
+            if m.entries.len() > LIST_LIMIT_MAX as usize {
+                return Err(DecodeError::TooManyEntries {
+                    field: "entries",
+                    count: m.entries.len(),
+                    max: LIST_LIMIT_MAX as usize,
+                });
+            }
+        }
         Decoded::Response(Response::ListOk(m)) => {
             let count = m.entries.len() + m.common_prefixes.len();
             if count > LIST_LIMIT_MAX as usize {
@@ -381,7 +468,12 @@ fn check(opcode: Opcode, decoded: &Decoded) -> Result<(), DecodeError> {
         }
         Decoded::Response(Response::Error(m)) => max_len("detail", &m.detail, ERROR_DETAIL_BYTES_MAX)?,
         Decoded::Response(
-            Response::PutShardOk(_) | Response::DeleteOk(_) | Response::CreateBucketOk(_) | Response::GetBucketOk(_),
+            Response::PutShardOk(_)
+            | Response::DeleteOk(_)
+            | Response::CreateBucketOk(_)
+            | Response::GetBucketOk(_)
+            | Response::CommitOk(_)
+            | Response::MapOk(_),
         ) => {}
     }
     Ok(())

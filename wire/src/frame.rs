@@ -1,4 +1,4 @@
-//! The fixed 32-byte frame header. Read with zerocopy straight from the
+//! The fixed 40-byte frame header. Read with zerocopy straight from the
 //! receive buffer; its own crc32c catches corruption before any length in
 //! it is trusted.
 
@@ -11,11 +11,11 @@ use crate::limits::{BODY_BYTES_MAX, SHARD_BYTES_MAX};
 pub const MAGIC: [u8; 4] = *b"TSRA";
 /// The protocol version this build speaks. A peer sending another version
 /// gets `UnsupportedVersion` naming both, which leaves room for negotiation.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Size of [`FrameHeader`] on the wire.
-pub const FRAME_HEADER_LEN: usize = 32;
+pub const FRAME_HEADER_LEN: usize = 40;
 
-/// Frame header, little endian. `header_crc32c` covers the 28 bytes before it.
+/// Frame header, little endian. `header_crc32c` covers the 36 bytes before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub struct FrameHeader {
@@ -33,7 +33,12 @@ pub struct FrameHeader {
     pub body_len: U32,
     /// Raw payload bytes after the body.
     pub payload_len: U64,
-    /// crc32c of the 28 bytes before this field.
+    /// Cluster map epoch of the sender (0: the sender has no map). A node
+    /// refuses data requests made with an older epoch than its own, and
+    /// every response carries the node's epoch, so clients learn of a new
+    /// map from any answer.
+    pub map_epoch: U64,
+    /// crc32c of the 36 bytes before this field.
     pub header_crc32c: U32,
 }
 
@@ -52,6 +57,10 @@ pub enum Opcode {
     CreateBucket = 0x06,
     GetBucket = 0x07,
     NodeStatus = 0x08,
+    Commit = 0x09,
+    ListVersions = 0x0a,
+    GetMap = 0x0b,
+    SetMap = 0x0c,
     PutShardOk = 0x81,
     GetShardOk = 0x82,
     HeadOk = 0x83,
@@ -60,6 +69,9 @@ pub enum Opcode {
     CreateBucketOk = 0x86,
     GetBucketOk = 0x87,
     NodeStatusOk = 0x88,
+    CommitOk = 0x89,
+    ListVersionsOk = 0x8a,
+    MapOk = 0x8b,
     Error = 0xff,
 }
 
@@ -76,6 +88,10 @@ impl Opcode {
             0x06 => CreateBucket,
             0x07 => GetBucket,
             0x08 => NodeStatus,
+            0x09 => Commit,
+            0x0a => ListVersions,
+            0x0b => GetMap,
+            0x0c => SetMap,
             0x81 => PutShardOk,
             0x82 => GetShardOk,
             0x83 => HeadOk,
@@ -84,6 +100,9 @@ impl Opcode {
             0x86 => CreateBucketOk,
             0x87 => GetBucketOk,
             0x88 => NodeStatusOk,
+            0x89 => CommitOk,
+            0x8a => ListVersionsOk,
+            0x8b => MapOk,
             0xff => Error,
             _ => return None,
         })
@@ -91,14 +110,14 @@ impl Opcode {
 
     /// Only these opcodes may carry a payload.
     pub fn allows_payload(self) -> bool {
-        matches!(self, Opcode::PutShard | Opcode::GetShardOk)
+        matches!(self, Opcode::PutShard | Opcode::GetShardOk | Opcode::SetMap | Opcode::MapOk)
     }
 }
 
 /// Why a frame header was refused. One variant per reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
-    /// Fewer than 32 bytes.
+    /// Fewer than 40 bytes.
     #[error("frame header truncated: got {got_bytes} of {FRAME_HEADER_LEN} bytes")]
     Truncated {
         /// Bytes available.
@@ -160,7 +179,7 @@ pub enum HeaderError {
 
 impl FrameHeader {
     /// A header with its checksum filled in.
-    pub fn new(opcode: Opcode, request_id: u64, body_len: u32, payload_len: u64) -> Self {
+    pub fn new(opcode: Opcode, request_id: u64, body_len: u32, payload_len: u64, map_epoch: u64) -> Self {
         let mut h = FrameHeader {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
@@ -169,6 +188,7 @@ impl FrameHeader {
             request_id: U64::new(request_id),
             body_len: U32::new(body_len),
             payload_len: U64::new(payload_len),
+            map_epoch: U64::new(map_epoch),
             header_crc32c: U32::new(0),
         };
         h.header_crc32c = U32::new(h.computed_crc());

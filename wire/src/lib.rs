@@ -1,8 +1,9 @@
 //! The shared contract between Tessera clients and nodes: frame format,
-//! messages, limits, version ids and placement. No I/O, no async runtime:
+//! messages, limits, version ids, the cluster map, placement, the write
+//! rule and stripe geometry. No I/O, no async runtime:
 //! both sides call exactly these functions, so they cannot disagree.
 //!
-//! A frame on a QUIC stream is `FrameHeader` (32 bytes, little endian,
+//! A frame on a QUIC stream is `FrameHeader` (40 bytes, little endian,
 //! read with zerocopy), then a postcard body of `body_len` bytes, then
 //! `payload_len` raw payload bytes (shard data, never re-encoded).
 
@@ -10,8 +11,11 @@ mod codec;
 mod frame;
 mod ids;
 pub mod limits;
+pub mod map;
 mod message;
-mod placement;
+pub mod placement;
+pub mod quorum;
+pub mod stripe;
 mod validate;
 mod version;
 
@@ -21,11 +25,14 @@ pub use codec::{
 };
 pub use frame::{FrameHeader, HeaderError, Opcode, FRAME_HEADER_LEN, MAGIC, PROTOCOL_VERSION};
 pub use ids::{CoreIndex, ShardIndex, StripeIndex, TargetId};
+pub use map::{ClassProfiles, ClusterMap, EcProfile, MapError, MapNode, MapTarget, MapZone, TargetLoc};
 pub use message::{
-    BucketInfo, ByteRange, CoreStatus, CreateBucket, DeleteObject, DeleteOk, ErrorBody, ErrorCode, GetBucket, GetShard,
-    GetShardOk, Head, List, ListEntry, ListOk, NodeStatus, NodeStatusOk, ObjectMeta, PutShard, PutShardOk, Request,
-    Response, StorageClass, TargetStatus,
+    BucketInfo, ByteRange, CommitOk, CommitVersion, CoreStatus, CreateBucket, DeleteObject, DeleteOk, ErrorBody,
+    ErrorCode, GetBucket, GetMap, GetShard, GetShardOk, Head, HeadOk, List, ListEntry, ListOk, ListVersions,
+    ListVersionsOk, MapOk, NodeStatus, NodeStatusOk, ObjectMeta, PutShard, PutShardOk, Request, Response, SetMap,
+    StorageClass, TargetStatus,
 };
-pub use placement::{object_hash, target_for_object};
+pub use placement::{object_hash, Placement, PlacementViolation};
+pub use quorum::{Geometry, ShardState, WriteStep, WriteTracker};
 pub use validate::{validate_bucket_name, validate_key, ValidationError};
 pub use version::{Hlc, VersionId};

@@ -44,6 +44,9 @@ pub const TARGETS_PER_NODE_MAX: usize = 1_024;
 /// Most cores one node runs.
 pub const CORES_PER_NODE_MAX: usize = 256;
 
+/// Most version ids in a Head's `exclude` or a HeadOk's `purged`.
+pub const VERSION_LIST_MAX: usize = 256;
+
 /// Longest error detail string in an error response.
 pub const ERROR_DETAIL_BYTES_MAX: usize = 1_024;
 

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::map::EcProfile;
 use crate::{CoreIndex, ShardIndex, StripeIndex, TargetId, VersionId};
 
 /// Storage class of an object (accounting and, later, erasure-coding profile).
@@ -26,8 +27,13 @@ pub struct ObjectMeta {
     pub version: VersionId,
     /// Object size in bytes (0 for delete markers).
     pub size_bytes: u64,
-    /// Bytes of object data per stripe; the last stripe may be shorter.
+    /// Bytes of object data per stripe (k × `shard_bytes`); the last stripe
+    /// may be shorter.
     pub stripe_bytes: u32,
+    /// Shard bytes of a full stripe.
+    pub shard_bytes: u32,
+    /// The erasure-coding profile the version was written with.
+    pub ec: EcProfile,
     /// Number of stripes (0 for an empty object or a delete marker).
     pub stripe_count: u32,
     /// crc32c of the whole object's bytes.
@@ -47,8 +53,8 @@ pub struct ObjectMeta {
 }
 
 /// Store one shard of one stripe. When `meta` is present this is the last
-/// shard the writer sends for this version and the node commits the version:
-/// from then on it is visible to reads, never before.
+/// shard the writer sends to this target for this version, and the target
+/// prepares the version: durable, but not served until [`CommitVersion`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutShard {
     /// Target that stores the shard.
@@ -69,13 +75,35 @@ pub struct PutShard {
     pub meta: Option<ObjectMeta>,
 }
 
-/// Acknowledgement of a durable shard (and commit, if `committed`).
+/// Acknowledgement of a durable shard (and of the prepared version, if
+/// `prepared`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutShardOk {
     /// Target that stored it.
     pub target: TargetId,
-    /// The version is now visible.
-    pub committed: bool,
+    /// The version is prepared on this target.
+    pub prepared: bool,
+}
+
+/// Make a prepared version visible on a target. Sent by the writer once
+/// the prepared shards satisfy the write rule. Idempotent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitVersion {
+    /// Target.
+    pub target: TargetId,
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// The prepared version.
+    pub version: VersionId,
+}
+
+/// Answer to [`CommitVersion`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitOk {
+    /// Target.
+    pub target: TargetId,
 }
 
 /// A half-open byte range `[offset, offset + len)` within a shard.
@@ -87,7 +115,8 @@ pub struct ByteRange {
     pub len: u64,
 }
 
-/// Read one shard, or a range of it, of a version (latest if `version` is `None`).
+/// Read one shard, or a range of it, of one version (prepared or committed:
+/// the reader has already decided the version is visible).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetShard {
     /// Target holding the shard.
@@ -96,8 +125,8 @@ pub struct GetShard {
     pub bucket: String,
     /// Key.
     pub key: String,
-    /// A specific version, or the latest.
-    pub version: Option<VersionId>,
+    /// The version.
+    pub version: VersionId,
     /// Stripe position.
     pub stripe: StripeIndex,
     /// Shard position.
@@ -117,7 +146,7 @@ pub struct GetShardOk {
     pub payload_crc32c: u32,
 }
 
-/// Object metadata without data.
+/// Object metadata without data: a target's view of one key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {
     /// Target holding the object.
@@ -126,13 +155,29 @@ pub struct Head {
     pub bucket: String,
     /// Key.
     pub key: String,
-    /// A specific version, or the latest.
+    /// A specific version (prepared or committed), or the newest committed
+    /// one (delete markers included).
     pub version: Option<VersionId>,
+    /// When asking for the newest: skip these versions (ones the reader
+    /// knows were purged elsewhere).
+    pub exclude: Vec<VersionId>,
 }
 
-/// Delete a specific version (`version: Some`), or the object: in a
-/// versioned bucket that writes a delete marker with `marker_version`, in an
-/// unversioned bucket it removes every version.
+/// Answer to [`Head`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadOk {
+    /// The version found, if any (may be a delete marker).
+    pub meta: Option<ObjectMeta>,
+    /// The version is committed here (false: only prepared).
+    pub committed: bool,
+    /// Versions of this key purged on this target (newest first, bounded).
+    pub purged: Vec<VersionId>,
+}
+
+/// Purge one version of a key (committed, prepared, or not yet seen): the
+/// target removes it and keeps a tombstone, so the version can never be
+/// served or written again there. Deleting an object (rather than one of
+/// its versions) is a write of a delete-marker version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteObject {
     /// Target holding the object.
@@ -141,23 +186,21 @@ pub struct DeleteObject {
     pub bucket: String,
     /// Key.
     pub key: String,
-    /// Which version to remove, or `None` for the object.
-    pub version: Option<VersionId>,
-    /// Version id of the delete marker, if one is written.
-    pub marker_version: VersionId,
+    /// Which version to remove.
+    pub version: VersionId,
 }
 
-/// What a delete did.
+/// What a purge did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteOk {
-    /// Versions removed.
-    pub removed: Vec<VersionId>,
-    /// The delete marker written, if any.
-    pub marker: Option<VersionId>,
+    /// The version was committed or prepared here.
+    pub removed: bool,
 }
 
-/// List the latest versions of keys under `prefix`, after `start_after`,
-/// rolling keys that contain `delimiter` after the prefix into common prefixes.
+/// List the newest committed version of keys under `prefix` (delete
+/// markers included, flagged, so a merge of several targets can tell a
+/// deleted key from a stale one), after `start_after`, rolling keys that
+/// contain `delimiter` after the prefix into common prefixes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct List {
     /// Target to list.
@@ -187,6 +230,10 @@ pub struct ListEntry {
     pub created_ms: u64,
     /// crc32c of the whole object.
     pub content_crc32c: u32,
+    /// Storage class.
+    pub storage_class: StorageClass,
+    /// This version is a delete marker.
+    pub delete_marker: bool,
 }
 
 /// Answer to [`List`], in key order.
@@ -198,6 +245,47 @@ pub struct ListOk {
     pub common_prefixes: Vec<String>,
     /// More results exist after the last key or prefix returned.
     pub truncated: bool,
+}
+
+/// List every committed version of keys under `prefix`, in (key
+/// ascending, version newest first) order, after `after`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListVersions {
+    /// Target to list.
+    pub target: TargetId,
+    /// Bucket.
+    pub bucket: String,
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Only versions sorting after this (key, version).
+    pub after: Option<(String, VersionId)>,
+    /// Most versions returned.
+    pub limit: u32,
+}
+
+/// Answer to [`ListVersions`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListVersionsOk {
+    /// Versions in order.
+    pub entries: Vec<ListEntry>,
+    /// More versions exist after the last one returned.
+    pub truncated: bool,
+}
+
+/// Ask for the node's cluster map; the map follows as payload (postcard).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetMap {}
+
+/// Install a newer cluster map (payload, postcard). Nodes keep the newest
+/// map they have seen, durably.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetMap {}
+
+/// Answer to [`GetMap`] and [`SetMap`]; for `GetMap` the map follows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapOk {
+    /// Epoch of the node's map after the request.
+    pub epoch: u64,
 }
 
 /// Create a bucket on a target (idempotent for the same settings).
@@ -264,6 +352,8 @@ pub struct CoreStatus {
 pub struct NodeStatusOk {
     /// Node name from its config.
     pub node: String,
+    /// Epoch of the node's cluster map.
+    pub map_epoch: u64,
     /// Software version.
     pub version: String,
     /// Cores with their ports and targets.
@@ -297,6 +387,14 @@ pub enum ErrorCode {
     Internal,
     /// The node is overloaded; retry later.
     Busy,
+    /// The request was made with an older cluster map than the node's:
+    /// fetch the map (GetMap) and retry.
+    StaleEpoch,
+    /// The request was made with a newer cluster map than the node's:
+    /// push the map to the node (SetMap) or retry later.
+    NodeBehind,
+    /// The version was purged here and cannot be written again.
+    VersionPurged,
 }
 
 /// Error response body.
@@ -320,6 +418,10 @@ pub enum Request {
     CreateBucket(CreateBucket),
     GetBucket(GetBucket),
     NodeStatus(NodeStatus),
+    Commit(CommitVersion),
+    ListVersions(ListVersions),
+    GetMap(GetMap),
+    SetMap(SetMap),
 }
 
 /// Every response.
@@ -328,11 +430,14 @@ pub enum Request {
 pub enum Response {
     PutShardOk(PutShardOk),
     GetShardOk(GetShardOk),
-    HeadOk(ObjectMeta),
+    HeadOk(HeadOk),
     DeleteOk(DeleteOk),
     ListOk(ListOk),
     CreateBucketOk(BucketInfo),
     GetBucketOk(BucketInfo),
     NodeStatusOk(NodeStatusOk),
+    CommitOk(CommitOk),
+    ListVersionsOk(ListVersionsOk),
+    MapOk(MapOk),
     Error(ErrorBody),
 }

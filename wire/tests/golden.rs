@@ -9,8 +9,10 @@ fn meta() -> ObjectMeta {
         key: "photos/2026/cat.jpg".into(),
         version: VersionId(0x0000_0192_3456_789a_0001_0000_0000_002a),
         size_bytes: 1_500_000,
-        stripe_bytes: 1_048_576,
-        stripe_count: 2,
+        stripe_bytes: 6 * 262_144,
+        shard_bytes: 262_144,
+        ec: EcProfile { data: 6, parity: 6 },
+        stripe_count: 1,
         content_crc32c: 0xdead_beef,
         created_ms: 1_795_000_000_000,
         content_type: Some("image/jpeg".into()),
@@ -53,7 +55,7 @@ fn requests() -> Vec<(&'static str, Request, u64)> {
                 target: TargetId(3),
                 bucket: "photos".into(),
                 key: "photos/2026/cat.jpg".into(),
-                version: None,
+                version: VersionId(8),
                 stripe: StripeIndex(0),
                 shard: ShardIndex(0),
                 range: Some(ByteRange { offset: 4_096, len: 100 }),
@@ -67,6 +69,7 @@ fn requests() -> Vec<(&'static str, Request, u64)> {
                 bucket: "photos".into(),
                 key: "k".into(),
                 version: Some(VersionId(7)),
+                exclude: vec![VersionId(9)],
             }),
             0,
         ),
@@ -76,8 +79,7 @@ fn requests() -> Vec<(&'static str, Request, u64)> {
                 target: TargetId(1),
                 bucket: "photos".into(),
                 key: "k".into(),
-                version: None,
-                marker_version: VersionId(99),
+                version: VersionId(99),
             }),
             0,
         ),
@@ -96,19 +98,46 @@ fn requests() -> Vec<(&'static str, Request, u64)> {
         ("create_bucket", Request::CreateBucket(CreateBucket { target: TargetId(0), info: bucket_info() }), 0),
         ("get_bucket", Request::GetBucket(GetBucket { target: TargetId(0), name: "photos".into() }), 0),
         ("node_status", Request::NodeStatus(NodeStatus {}), 0),
+        (
+            "commit",
+            Request::Commit(CommitVersion {
+                target: TargetId(4),
+                bucket: "photos".into(),
+                key: "k".into(),
+                version: VersionId(77),
+            }),
+            0,
+        ),
+        (
+            "list_versions",
+            Request::ListVersions(ListVersions {
+                target: TargetId(4),
+                bucket: "photos".into(),
+                prefix: "2026/".into(),
+                after: Some(("2026/a".into(), VersionId(3))),
+                limit: 500,
+            }),
+            0,
+        ),
+        ("get_map", Request::GetMap(GetMap {}), 0),
+        ("set_map", Request::SetMap(SetMap {}), 1_234),
     ]
 }
 
 fn responses() -> Vec<(&'static str, Response, u64)> {
     vec![
-        ("put_shard_ok", Response::PutShardOk(PutShardOk { target: TargetId(3), committed: true }), 0),
+        ("put_shard_ok", Response::PutShardOk(PutShardOk { target: TargetId(3), prepared: true }), 0),
         (
             "get_shard_ok",
             Response::GetShardOk(GetShardOk { meta: meta(), shard_len: 1_048_576, payload_crc32c: 0x0a0b_0c0d }),
             100,
         ),
-        ("head_ok", Response::HeadOk(meta()), 0),
-        ("delete_ok", Response::DeleteOk(DeleteOk { removed: vec![VersionId(5)], marker: Some(VersionId(6)) }), 0),
+        (
+            "head_ok",
+            Response::HeadOk(HeadOk { meta: Some(meta()), committed: true, purged: vec![VersionId(5)] }),
+            0,
+        ),
+        ("delete_ok", Response::DeleteOk(DeleteOk { removed: true }), 0),
         (
             "list_ok",
             Response::ListOk(ListOk {
@@ -118,6 +147,8 @@ fn responses() -> Vec<(&'static str, Response, u64)> {
                     size_bytes: 10,
                     created_ms: 1_795_000_000_000,
                     content_crc32c: 1,
+                    storage_class: StorageClass::Standard,
+                    delete_marker: false,
                 }],
                 common_prefixes: vec!["2026/b/".into()],
                 truncated: true,
@@ -130,6 +161,7 @@ fn responses() -> Vec<(&'static str, Response, u64)> {
             "node_status_ok",
             Response::NodeStatusOk(NodeStatusOk {
                 node: "n1".into(),
+                map_epoch: 3,
                 version: "0.1.0".into(),
                 cores: vec![CoreStatus {
                     core: CoreIndex(0),
@@ -139,6 +171,24 @@ fn responses() -> Vec<(&'static str, Response, u64)> {
             }),
             0,
         ),
+        ("commit_ok", Response::CommitOk(CommitOk { target: TargetId(4) }), 0),
+        (
+            "list_versions_ok",
+            Response::ListVersionsOk(ListVersionsOk {
+                entries: vec![ListEntry {
+                    key: "2026/a.jpg".into(),
+                    version: VersionId(12),
+                    size_bytes: 0,
+                    created_ms: 1_795_000_000_000,
+                    content_crc32c: 0,
+                    storage_class: StorageClass::InfrequentAccess,
+                    delete_marker: true,
+                }],
+                truncated: false,
+            }),
+            0,
+        ),
+        ("map_ok", Response::MapOk(MapOk { epoch: 3 }), 2_000),
         ("error", Response::Error(ErrorBody { code: ErrorCode::TargetFull, detail: "target t0 is full".into() }), 0),
     ]
 }
@@ -169,7 +219,7 @@ fn check_golden(name: &str, bytes: &[u8]) {
 #[test]
 fn every_request_matches_its_golden_vector_and_round_trips() {
     for (i, (name, msg, payload)) in requests().into_iter().enumerate() {
-        let frame = encode_frame(i as u64 + 1, &msg, payload).expect("encode");
+        let frame = encode_frame(i as u64 + 1, &msg, payload, 3).expect("encode");
         check_golden(name, &frame);
         let (header, opcode) = FrameHeader::decode(&frame).expect("header");
         assert_eq!(header.request_id.get(), i as u64 + 1);
@@ -183,7 +233,7 @@ fn every_request_matches_its_golden_vector_and_round_trips() {
 #[test]
 fn every_response_matches_its_golden_vector_and_round_trips() {
     for (i, (name, msg, payload)) in responses().into_iter().enumerate() {
-        let frame = encode_frame(i as u64 + 100, &msg, payload).expect("encode");
+        let frame = encode_frame(i as u64 + 100, &msg, payload, 3).expect("encode");
         check_golden(name, &frame);
         let (_, opcode) = FrameHeader::decode(&frame).expect("header");
         assert_eq!(decode_response(opcode, &frame[FRAME_HEADER_LEN..]).expect("decode"), msg, "{name}");

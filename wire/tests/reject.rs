@@ -5,8 +5,8 @@ use tessera_wire::limits::*;
 use tessera_wire::*;
 
 fn head_frame() -> Vec<u8> {
-    let req = Request::Head(Head { target: TargetId(0), bucket: "bkt".into(), key: "k".into(), version: None });
-    encode_frame(1, &req, 0).expect("encode")
+    let req = Request::Head(Head { target: TargetId(0), bucket: "bkt".into(), key: "k".into(), version: None, exclude: vec![] });
+    encode_frame(1, &req, 0, 1).expect("encode")
 }
 
 fn reseal(frame: &mut [u8]) {
@@ -67,8 +67,8 @@ fn body_rejections_name_their_reason() {
     assert!(matches!(decode_request(Opcode::Head, &long), Err(DecodeError::TrailingBytes { extra_bytes: 1, .. })));
     assert!(matches!(decode_response(Opcode::Head, body), Err(DecodeError::WrongDirection { .. })));
 
-    let bad_bucket = Request::Head(Head { target: TargetId(0), bucket: "NO".into(), key: "k".into(), version: None });
-    let f = encode_frame(1, &bad_bucket, 0).expect("encode");
+    let bad_bucket = Request::Head(Head { target: TargetId(0), bucket: "NO".into(), key: "k".into(), version: None, exclude: vec![] });
+    let f = encode_frame(1, &bad_bucket, 0, 1).expect("encode");
     assert!(matches!(
         decode_request(Opcode::Head, &f[FRAME_HEADER_LEN..]),
         Err(DecodeError::Invalid { source: ValidationError::BucketNameLength { .. }, .. })
@@ -82,7 +82,7 @@ fn body_rejections_name_their_reason() {
         start_after: None,
         limit: LIST_LIMIT_MAX + 1,
     });
-    let f = encode_frame(1, &list, 0).expect("encode");
+    let f = encode_frame(1, &list, 0, 1).expect("encode");
     assert!(matches!(
         decode_request(Opcode::List, &f[FRAME_HEADER_LEN..]),
         Err(DecodeError::OutOfRange { field: "limit", .. })
@@ -96,7 +96,7 @@ fn body_rejections_name_their_reason() {
         start_after: None,
         limit: 10,
     });
-    let f = encode_frame(1, &list, 0).expect("encode");
+    let f = encode_frame(1, &list, 0, 1).expect("encode");
     assert!(matches!(
         decode_request(Opcode::List, &f[FRAME_HEADER_LEN..]),
         Err(DecodeError::FieldTooLong { field: "prefix", .. })
@@ -110,6 +110,8 @@ fn an_oversized_body_is_refused_at_encode_time() {
         version: VersionId(1),
         size_bytes: 0,
         stripe_bytes: 0,
+        shard_bytes: 0,
+        ec: EcProfile { data: 6, parity: 6 },
         stripe_count: 0,
         content_crc32c: 0,
         created_ms: 0,
@@ -119,7 +121,7 @@ fn an_oversized_body_is_refused_at_encode_time() {
         storage_class: StorageClass::Standard,
         delete_marker: false,
     };
-    assert!(matches!(encode_frame(1, &Response::HeadOk(meta), 0), Err(EncodeError::BodyTooLong { .. })));
+    assert!(matches!(encode_frame(1, &Response::HeadOk(HeadOk { meta: Some(meta), committed: true, purged: vec![] }), 0, 1), Err(EncodeError::BodyTooLong { .. })));
 }
 
 /// splitmix64: a tiny deterministic generator so every run tests the same inputs.
