@@ -1,27 +1,25 @@
-//! A streaming object body: stripes are fetched ahead, at most
-//! `stripes_in_flight` at a time, and handed out in order. A full read also
-//! checks the whole-object crc32c at the end.
+//! A streaming object body: the stripes covering the requested range are
+//! fetched ahead, at most `stripes_in_flight` at a time, and handed out in
+//! order. A full read also checks the whole-object crc32c at the end.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::sync::Arc;
 
-use tessera_wire::{ByteRange, ObjectMeta, TargetId};
+use tessera_wire::stripe::{Layout, StripeSlice};
+use tessera_wire::ObjectMeta;
 use tokio::task::JoinHandle;
 
+use crate::view::MapView;
 use crate::{Client, ClientError};
 
 /// The bytes of a download, chunk by chunk.
 pub struct ObjectBody {
     client: Client,
-    target: TargetId,
-    addr: SocketAddr,
+    view: Arc<MapView>,
     bucket: String,
     key: String,
     meta: ObjectMeta,
-    /// Next byte offset to request.
-    next_offset: u64,
-    /// End of the requested range.
-    end: u64,
+    todo: VecDeque<StripeSlice>,
     in_flight: VecDeque<JoinHandle<Result<Vec<u8>, ClientError>>>,
     /// Running crc of a full read, checked at the end.
     crc: Option<u32>,
@@ -31,8 +29,7 @@ impl ObjectBody {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         client: Client,
-        target: TargetId,
-        addr: SocketAddr,
+        view: Arc<MapView>,
         bucket: String,
         key: String,
         meta: ObjectMeta,
@@ -40,37 +37,19 @@ impl ObjectBody {
         len: u64,
         full: bool,
     ) -> ObjectBody {
-        ObjectBody {
-            client,
-            target,
-            addr,
-            bucket,
-            key,
-            meta,
-            next_offset: offset,
-            end: offset + len,
-            in_flight: VecDeque::new(),
-            crc: full.then_some(0),
-        }
+        let todo = Layout::of(&meta).slices(offset, len).into();
+        ObjectBody { client, view, bucket, key, meta, todo, in_flight: VecDeque::new(), crc: full.then_some(0) }
     }
 
     fn launch(&mut self) {
-        let window = self.client.inner.cfg.stripes_in_flight;
-        let stripe_bytes = u64::from(self.meta.stripe_bytes.max(1));
-        while self.in_flight.len() < window && self.next_offset < self.end {
-            let stripe = self.next_offset / stripe_bytes;
-            let stripe_start = stripe * stripe_bytes;
-            let stripe_len = stripe_bytes.min(self.meta.size_bytes - stripe_start);
-            let within = self.next_offset - stripe_start;
-            let take = (stripe_len - within).min(self.end - self.next_offset);
-            let range = (within != 0 || take != stripe_len).then_some(ByteRange { offset: within, len: take });
-            let client = self.client.clone();
-            let (target, addr, bucket, key, version) =
-                (self.target, self.addr, self.bucket.clone(), self.key.clone(), self.meta.version);
+        let window = self.client.inner.cfg.stripes_in_flight.max(1);
+        while self.in_flight.len() < window {
+            let Some(slice) = self.todo.pop_front() else { break };
+            let (client, view, bucket, key, meta) =
+                (self.client.clone(), self.view.clone(), self.bucket.clone(), self.key.clone(), self.meta.clone());
             self.in_flight.push_back(tokio::spawn(async move {
-                client.fetch_stripe(target, addr, bucket, key, version, stripe as u32, range).await
+                crate::read::fetch_stripe(&client, &view, &bucket, &key, &meta, slice).await
             }));
-            self.next_offset += take;
         }
     }
 
@@ -90,7 +69,7 @@ impl ObjectBody {
             return Ok(None);
         };
         let chunk = h.await.map_err(|e| ClientError::Connection {
-            addr: self.addr.to_string(),
+            addr: String::new(),
             detail: format!("download task failed: {e}"),
         })??;
         if let Some(crc) = self.crc.as_mut() {

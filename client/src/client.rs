@@ -1,24 +1,19 @@
-//! The object API. Uploads are cut into stripes of `stripe_bytes`; up to
-//! `stripes_in_flight` stripes are on the wire at once, so memory per
-//! transfer is bounded whatever the object size. The last stripe carries
-//! the metadata record and is sent only after every earlier stripe is
-//! acknowledged: a version becomes visible only when all of it is durable.
+//! The object API over a region: placement from the cluster map, the
+//! two-phase zone-aware write (write.rs), systematic hedged reads
+//! (read.rs), and listings merged from one zone's targets.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tessera_wire::{
-    validate_bucket_name, validate_key, BucketInfo, ByteRange, CreateBucket, DeleteObject, GetBucket, GetShard, Head,
-    Hlc, ListEntry, NodeStatus, ObjectMeta, PutShard, Request, Response, ShardIndex, StorageClass, StripeIndex,
-    TargetId, VersionId,
+    validate_bucket_name, validate_key, BucketInfo, ByteRange, CreateBucket, DeleteObject, GetBucket, GetMap, Hlc,
+    ListEntry, ObjectMeta, Request, Response, StorageClass, TargetId, VersionId,
 };
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::task::JoinHandle;
 
 use crate::body::ObjectBody;
-use crate::routing::Layout;
 use crate::transport::Transport;
+use crate::view::MapView;
 use crate::{ClientConfig, ClientError};
 
 /// A connected client. Cheap to clone; share one per process.
@@ -30,8 +25,9 @@ pub struct Client {
 pub(crate) struct Inner {
     pub(crate) cfg: ClientConfig,
     pub(crate) transport: Transport,
-    layout: Layout,
+    view: RwLock<Arc<MapView>>,
     hlc: Mutex<Hlc>,
+    buckets: Mutex<HashMap<String, BucketInfo>>,
 }
 
 /// Settings of a new bucket.
@@ -50,8 +46,8 @@ pub struct PutOptions {
     pub content_type: Option<String>,
     /// User metadata.
     pub user_meta: Vec<(String, String)>,
-    /// Storage class (default: Standard).
-    pub storage_class: StorageClass,
+    /// Storage class (default: the bucket's).
+    pub storage_class: Option<StorageClass>,
 }
 
 /// Settings of a download.
@@ -63,7 +59,8 @@ pub struct GetOptions {
     pub range: Option<ByteRange>,
 }
 
-/// Proof of a durable write: which version, on which target, when.
+/// Proof of a durable write: which version, on which targets in which
+/// zones, under which map.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PutReceipt {
     /// The version written.
@@ -72,8 +69,17 @@ pub struct PutReceipt {
     pub size_bytes: u64,
     /// crc32c of the object.
     pub content_crc32c: u32,
-    /// Targets that acknowledged it durably.
+    /// Targets that had committed the version when it was acknowledged.
     pub targets: Vec<TargetId>,
+    /// Their zones (names), sorted, without repeats.
+    pub zones: Vec<String>,
+    /// Cluster map epoch the write was placed by.
+    pub map_epoch: u64,
+    /// Storage class and its profile.
+    pub storage_class: StorageClass,
+    /// Acknowledged under the degraded rule (a zone was down): the missing
+    /// shards are zone debt for repair.
+    pub degraded: bool,
 }
 
 /// A download in progress.
@@ -119,16 +125,25 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-fn unexpected(request: &'static str, got: Response) -> ClientError {
+pub(crate) fn unexpected(request: &'static str, got: Response) -> ClientError {
     ClientError::UnexpectedReply { request, got: format!("{got:?}").chars().take(200).collect() }
 }
 
+/// Versions of keys, as listed by `list_versions`.
+#[derive(Clone, Debug)]
+pub struct VersionsPage {
+    /// (key ascending, version newest first).
+    pub entries: Vec<ListEntry>,
+    /// Pass as `after` for the next page; `None` at the end.
+    pub next: Option<(String, VersionId)>,
+}
+
 impl Client {
-    /// Connect to the node named in `cfg` and fetch its layout.
+    /// Fetch the cluster map from the configured endpoint and connect.
     pub async fn connect(cfg: ClientConfig) -> Result<Client, ClientError> {
         cfg.check()?;
         let seed: SocketAddr = cfg
@@ -140,37 +155,104 @@ impl Client {
                 detail: format!("endpoint {:?} resolves to nothing", cfg.endpoint),
             })?;
         let transport = Transport::new(&cfg)?;
-        let reply = transport.call(seed, &Request::NodeStatus(NodeStatus {}), &[]).await?;
-        let Response::NodeStatusOk(status) = reply.response else {
-            return Err(unexpected("node status", reply.response));
-        };
-        let layout = Layout::from_status(seed, &status);
+        let view = fetch_map(&transport, seed).await?;
         let tag = {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
             h.write_u64(now_ms());
             h.finish()
         };
-        Ok(Client { inner: Arc::new(Inner { cfg, transport, layout, hlc: Mutex::new(Hlc::new(tag)) }) })
+        Ok(Client {
+            inner: Arc::new(Inner {
+                cfg,
+                transport,
+                view: RwLock::new(Arc::new(view)),
+                hlc: Mutex::new(Hlc::new(tag)),
+                buckets: Mutex::new(HashMap::new()),
+            }),
+        })
     }
 
-    fn new_version(&self) -> VersionId {
+    pub(crate) fn new_version(&self) -> VersionId {
         match self.inner.hlc.lock() {
             Ok(mut h) => h.tick(now_ms()),
             Err(poisoned) => poisoned.into_inner().tick(now_ms()),
         }
     }
 
-    fn route(&self, bucket: &str, key: &str) -> Result<(TargetId, SocketAddr), ClientError> {
-        validate_bucket_name(bucket)?;
-        validate_key(key)?;
-        self.inner
-            .layout
-            .route(bucket, key)
-            .ok_or_else(|| ClientError::Config { detail: "node reports no targets".into() })
+    pub(crate) fn observe(&self, v: VersionId) {
+        match self.inner.hlc.lock() {
+            Ok(mut h) => h.observe(v),
+            Err(poisoned) => poisoned.into_inner().observe(v),
+        }
     }
 
-    /// Create a bucket on every target (idempotent for the same settings).
+    /// The cluster map this client places requests by.
+    pub fn view(&self) -> Arc<MapView> {
+        match self.inner.view.read() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Fetch the newest map any node of the current map has, and use it.
+    /// Returns the epoch now in use.
+    pub async fn refresh_map(&self) -> Result<u64, ClientError> {
+        let current = self.view();
+        let mut best: Option<MapView> = None;
+        let mut last_err = None;
+        let mut addrs: Vec<SocketAddr> = current.locs.values().map(|l| l.addr).collect();
+        addrs.sort();
+        addrs.dedup();
+        for addr in addrs {
+            match fetch_map(&self.inner.transport, addr).await {
+                Ok(v) if best.as_ref().is_none_or(|b| v.map.epoch > b.map.epoch) => best = Some(v),
+                Ok(_) => {}
+                Err(e) => last_err = Some(e),
+            }
+            if best.as_ref().is_some_and(|b| b.map.epoch > current.map.epoch) {
+                break;
+            }
+        }
+        let Some(best) = best else {
+            return Err(last_err.unwrap_or(ClientError::Unavailable { detail: "no node answered GetMap".into() }));
+        };
+        let epoch = best.map.epoch;
+        if epoch > current.map.epoch {
+            tracing::info!(from = current.map.epoch, to = epoch, "cluster map refreshed");
+            match self.inner.view.write() {
+                Ok(mut v) => *v = Arc::new(best),
+                Err(p) => *p.into_inner() = Arc::new(best),
+            }
+        }
+        Ok(self.view().map.epoch)
+    }
+
+    /// Push a newer map to every node of it (admin). Returns the nodes
+    /// that refused or did not answer.
+    pub async fn push_map(&self, map: &tessera_wire::ClusterMap) -> Result<Vec<String>, ClientError> {
+        map.validate()?;
+        let bytes = map.to_postcard()?;
+        let mut failed = Vec::new();
+        for zone in &map.zones {
+            for node in &zone.nodes {
+                let Some(&port) = node.ports.first() else { continue };
+                let addr = SocketAddr::new(node.host, port);
+                let r = self.inner.transport.call(addr, &Request::SetMap(tessera_wire::SetMap {}), &bytes, 0).await;
+                match r {
+                    Ok(reply) if matches!(reply.response, Response::MapOk(_)) => {}
+                    Ok(reply) => failed.push(format!("{}: {:?}", node.name, reply.response)),
+                    Err(e) => failed.push(format!("{}: {e}", node.name)),
+                }
+            }
+        }
+        self.refresh_map().await?;
+        Ok(failed)
+    }
+
+    /// Create a bucket on every target of the region (idempotent for the
+    /// same settings). Every target must record it: each checks writes
+    /// against its own copy.
     pub async fn create_bucket(&self, name: &str, opts: BucketOptions) -> Result<BucketInfo, ClientError> {
         validate_bucket_name(name)?;
         let info = BucketInfo {
@@ -180,272 +262,249 @@ impl Client {
             created_ms: now_ms(),
             storage_class: opts.storage_class,
         };
-        let mut last = None;
-        for (target, addr) in self.inner.layout.all() {
-            let req = Request::CreateBucket(CreateBucket { target, info: info.clone() });
-            let reply = self.inner.transport.call(addr, &req, &[]).await?;
-            match reply.response {
-                Response::CreateBucketOk(b) => last = Some(b),
-                other => return Err(unexpected("create bucket", other)),
+        let view = self.view();
+        let mut tasks = Vec::new();
+        for (&target, loc) in view.locs.iter() {
+            let (client, info, addr, epoch) = (self.clone(), info.clone(), loc.addr, view.map.epoch);
+            tasks.push(tokio::spawn(async move {
+                let req = Request::CreateBucket(CreateBucket { target, info });
+                (target, client.inner.transport.call(addr, &req, &[], epoch).await)
+            }));
+        }
+        let mut created = None;
+        let mut failures = Vec::new();
+        for t in tasks {
+            match t.await {
+                Ok((_, Ok(reply))) => match reply.response {
+                    Response::CreateBucketOk(b) => created = Some(b),
+                    other => return Err(unexpected("create bucket", other)),
+                },
+                Ok((_, Err(e @ (ClientError::BucketExists { .. } | ClientError::StaleMap { .. })))) => return Err(e),
+                Ok((target, Err(e))) => failures.push(format!("{target}: {e}")),
+                Err(e) => failures.push(format!("task: {e}")),
             }
         }
-        last.ok_or_else(|| ClientError::Config { detail: "node reports no targets".into() })
+        if !failures.is_empty() {
+            return Err(ClientError::Unavailable {
+                detail: format!(
+                    "bucket {name} not recorded on {} of {} targets (retry; creation is idempotent): {}",
+                    failures.len(),
+                    view.locs.len(),
+                    failures.join("; ")
+                ),
+            });
+        }
+        created.ok_or_else(|| ClientError::Config { detail: "the map has no targets".into() })
     }
 
-    /// A bucket's settings.
+    /// A bucket's settings (cached after the first answer).
     pub async fn bucket(&self, name: &str) -> Result<BucketInfo, ClientError> {
         validate_bucket_name(name)?;
-        let (target, addr) = self
-            .inner
-            .layout
-            .all()
-            .next()
-            .ok_or_else(|| ClientError::Config { detail: "node reports no targets".into() })?;
-        let reply =
-            self.inner.transport.call(addr, &Request::GetBucket(GetBucket { target, name: name.into() }), &[]).await?;
-        match reply.response {
-            Response::GetBucketOk(b) => Ok(b),
-            other => Err(unexpected("get bucket", other)),
+        if let Some(b) = self.inner.buckets.lock().ok().and_then(|b| b.get(name).cloned()) {
+            return Ok(b);
         }
+        let view = self.view();
+        let pg = view.placement.pg_of(name, "");
+        let mut last = None;
+        for &target in view.placement.targets(pg) {
+            let addr = view.addr(target)?;
+            let req = Request::GetBucket(GetBucket { target, name: name.into() });
+            match self.inner.transport.call(addr, &req, &[], view.map.epoch).await {
+                Ok(reply) => match reply.response {
+                    Response::GetBucketOk(b) => {
+                        if let Ok(mut cache) = self.inner.buckets.lock() {
+                            cache.insert(name.to_owned(), b.clone());
+                        }
+                        return Ok(b);
+                    }
+                    other => return Err(unexpected("get bucket", other)),
+                },
+                Err(e @ (ClientError::NoSuchBucket { .. } | ClientError::StaleMap { .. })) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(ClientError::Unavailable { detail: format!("no target answered for bucket {name}") }))
     }
 
-    /// Store an object held in memory.
+    /// Run `op` once more with a refreshed map if the first try met a map
+    /// change.
+    pub(crate) async fn with_map_retry<T, F, Fut>(&self, op: F) -> Result<T, ClientError>
+    where
+        F: Fn(Arc<MapView>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        for attempt in 0..4 {
+            match op(self.view()).await {
+                Err(ClientError::StaleMap { detail }) if attempt < 3 => {
+                    tracing::debug!(%detail, "map changed; refreshing and retrying");
+                    self.refresh_map().await?;
+                    // A node that is behind catches up after a push.
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                }
+                other => return other,
+            }
+        }
+        Err(ClientError::StaleMap { detail: "map kept changing".into() })
+    }
+
+    /// Store an object from memory (retried as a whole across a map change).
     pub async fn put(&self, bucket: &str, key: &str, data: Vec<u8>) -> Result<PutReceipt, ClientError> {
-        self.put_stream(bucket, key, &data[..], PutOptions::default()).await
+        self.put_with(bucket, key, data, PutOptions::default()).await
+    }
+
+    /// [`Client::put`] with options.
+    pub async fn put_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: Vec<u8>,
+        opts: PutOptions,
+    ) -> Result<PutReceipt, ClientError> {
+        let data = Arc::new(data);
+        self.with_map_retry(|view| {
+            let (data, opts) = (data.clone(), opts.clone());
+            async move { crate::write::put(self, &view, bucket, key, &mut &data[..], opts, false).await }
+        })
+        .await
     }
 
     /// Store an object read from `source`, stripe by stripe, with memory
-    /// bounded by `stripes_in_flight` stripes.
+    /// bounded by a few stripes. Not retried: the source is consumed.
     pub async fn put_stream(
         &self,
         bucket: &str,
         key: &str,
-        mut source: impl AsyncRead + Unpin,
+        mut source: impl tokio::io::AsyncRead + Unpin + Send,
         opts: PutOptions,
     ) -> Result<PutReceipt, ClientError> {
-        let (target, addr) = self.route(bucket, key)?;
-        let version = self.new_version();
-        let stripe_bytes = self.inner.cfg.stripe_bytes as usize;
-        let mut in_flight: VecDeque<JoinHandle<Result<(), ClientError>>> = VecDeque::new();
-        let mut crc = 0u32;
-        let mut size = 0u64;
-        let mut current = read_stripe(&mut source, stripe_bytes).await?;
-        let mut index = 0u32;
-        loop {
-            let next =
-                if current.len() == stripe_bytes { read_stripe(&mut source, stripe_bytes).await? } else { Vec::new() };
-            crc = crc32c::crc32c_append(crc, &current);
-            size += current.len() as u64;
-            if next.is_empty() {
-                break;
-            }
-            if in_flight.len() >= self.inner.cfg.stripes_in_flight {
-                if let Some(h) = in_flight.pop_front() {
-                    join(h).await?;
-                }
-            }
-            let req = self.put_request(target, bucket, key, version, index, &current, None);
-            let client = self.clone();
-            in_flight.push_back(tokio::spawn(async move { client.send_put(addr, req, current).await.map(|_| ()) }));
-            index = index.checked_add(1).ok_or(ClientError::Config { detail: "object has too many stripes".into() })?;
-            current = next;
-        }
-        // Every earlier stripe must be durable before the commit goes out.
-        while let Some(h) = in_flight.pop_front() {
-            join(h).await?;
-        }
-        let stripe_count = if size == 0 { 0 } else { index + 1 };
-        let meta = ObjectMeta {
-            key: key.to_owned(),
-            version,
-            size_bytes: size,
-            stripe_bytes: stripe_bytes as u32,
-            stripe_count,
-            content_crc32c: crc,
-            created_ms: version.millis(),
-            content_type: opts.content_type,
-            owner: self.inner.cfg.owner.clone(),
-            user_meta: opts.user_meta,
-            storage_class: opts.storage_class,
-            delete_marker: false,
-        };
-        tessera_wire::check_meta(tessera_wire::Opcode::PutShard, &meta)?;
-        let req = self.put_request(target, bucket, key, version, index, &current, Some(meta));
-        let committed = self.send_put(addr, req, current).await?;
-        if !committed {
-            return Err(ClientError::UnexpectedReply {
-                request: "put commit",
-                got: "shard stored but not committed".into(),
-            });
-        }
-        Ok(PutReceipt { version, size_bytes: size, content_crc32c: crc, targets: vec![target] })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn put_request(
-        &self,
-        target: TargetId,
-        bucket: &str,
-        key: &str,
-        version: VersionId,
-        stripe: u32,
-        data: &[u8],
-        meta: Option<ObjectMeta>,
-    ) -> Request {
-        Request::PutShard(PutShard {
-            target,
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            version,
-            stripe: StripeIndex(stripe),
-            shard: ShardIndex(0),
-            shard_crc32c: crc32c::crc32c(data),
-            meta,
-        })
-    }
-
-    async fn send_put(&self, addr: SocketAddr, req: Request, data: Vec<u8>) -> Result<bool, ClientError> {
-        let reply = self.inner.transport.call(addr, &req, &data).await?;
-        match reply.response {
-            Response::PutShardOk(ok) => Ok(ok.committed),
-            other => Err(unexpected("put shard", other)),
-        }
+        let view = self.view();
+        crate::write::put(self, &view, bucket, key, &mut source, opts, false).await
     }
 
     /// Metadata of the latest (or a given) version.
     pub async fn head(&self, bucket: &str, key: &str, version: Option<VersionId>) -> Result<ObjectMeta, ClientError> {
-        let (target, addr) = self.route(bucket, key)?;
-        let req = Request::Head(Head { target, bucket: bucket.into(), key: key.into(), version });
-        match self.inner.transport.call(addr, &req, &[]).await?.response {
-            Response::HeadOk(m) => Ok(m),
-            other => Err(unexpected("head", other)),
-        }
+        validate_bucket_name(bucket)?;
+        validate_key(key)?;
+        self.with_map_retry(|view| async move { crate::read::resolve(self, &view, bucket, key, version).await }).await
     }
 
-    /// Start a download; the body streams with a bounded read-ahead.
+    /// Read an object (or a range of it) as a stream.
     pub async fn get(&self, bucket: &str, key: &str, opts: GetOptions) -> Result<GetResult, ClientError> {
-        let (target, addr) = self.route(bucket, key)?;
         let meta = self.head(bucket, key, opts.version).await?;
-        let (offset, len) = match opts.range {
+        let (offset, len, full) = match opts.range {
+            None => (0, meta.size_bytes, true),
             Some(r) => {
                 if r.offset.checked_add(r.len).is_none_or(|end| end > meta.size_bytes) {
-                    return Err(ClientError::InvalidRange {
-                        offset: r.offset,
-                        len: r.len,
-                        size_bytes: meta.size_bytes,
-                    });
+                    return Err(ClientError::InvalidRange { offset: r.offset, len: r.len, size_bytes: meta.size_bytes });
                 }
-                (r.offset, r.len)
+                (r.offset, r.len, false)
             }
-            None => (0, meta.size_bytes),
         };
-        let body = ObjectBody::new(
-            self.clone(),
-            target,
-            addr,
-            bucket.into(),
-            key.into(),
-            meta.clone(),
-            offset,
-            len,
-            opts.range.is_none(),
-        );
+        let view = self.view();
+        let body = ObjectBody::new(self.clone(), view, bucket.into(), key.into(), meta.clone(), offset, len, full);
         Ok(GetResult { meta, body })
     }
 
-    /// Fetch one stripe (or part of it) and verify its checksum.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn fetch_stripe(
-        &self,
-        target: TargetId,
-        addr: SocketAddr,
-        bucket: String,
-        key: String,
-        version: VersionId,
-        stripe: u32,
-        range: Option<ByteRange>,
-    ) -> Result<Vec<u8>, ClientError> {
-        let req = Request::GetShard(GetShard {
-            target,
-            bucket,
-            key: key.clone(),
-            version: Some(version),
-            stripe: StripeIndex(stripe),
-            shard: ShardIndex(0),
-            range,
-        });
-        let mut reply = self.inner.transport.call(addr, &req, &[]).await?;
-        let Response::GetShardOk(ok) = &reply.response else { return Err(unexpected("get shard", reply.response)) };
-        let expected = ok.payload_crc32c;
-        let data = self.inner.transport.read_payload(&mut reply, addr).await?;
-        let computed = crc32c::crc32c(&data);
-        if computed != expected {
-            return Err(ClientError::Integrity { what: format!("{key} stripe {stripe}"), expected, computed });
-        }
-        Ok(data)
+    /// Delete the object: writes a delete-marker version through the write
+    /// path (in a versioned bucket older versions stay readable by id; in
+    /// an unversioned one they are removed). Returns the marker's version.
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<VersionId, ClientError> {
+        self.with_map_retry(|view| async move {
+            let r = crate::write::put(self, &view, bucket, key, &mut &[][..], PutOptions::default(), true).await?;
+            Ok(r.version)
+        })
+        .await
     }
 
-    /// Delete the object (unversioned: every version; versioned: writes a
-    /// delete marker) or one version. Returns the marker written, if any.
-    pub async fn delete(
+    /// Remove one version for good (purged on every target; acknowledged
+    /// under the write rule).
+    pub async fn delete_version(&self, bucket: &str, key: &str, version: VersionId) -> Result<(), ClientError> {
+        validate_bucket_name(bucket)?;
+        validate_key(key)?;
+        self.with_map_retry(|view| async move { self.purge(&view, bucket, key, version).await }).await
+    }
+
+    pub(crate) async fn purge(
         &self,
+        view: &MapView,
         bucket: &str,
         key: &str,
-        version: Option<VersionId>,
-    ) -> Result<Option<VersionId>, ClientError> {
-        let (target, addr) = self.route(bucket, key)?;
-        let req = Request::Delete(DeleteObject {
-            target,
-            bucket: bucket.into(),
-            key: key.into(),
-            version,
-            marker_version: self.new_version(),
-        });
-        match self.inner.transport.call(addr, &req, &[]).await?.response {
-            Response::DeleteOk(d) => Ok(d.marker),
-            other => Err(unexpected("delete", other)),
+        version: VersionId,
+    ) -> Result<(), ClientError> {
+        let pg = view.placement.pg_of(bucket, key);
+        let geom = view.geometry(pg, StorageClass::Standard);
+        let mut tasks = Vec::new();
+        for (i, &target) in view.placement.targets(pg).iter().enumerate() {
+            let addr = view.addr(target)?;
+            let client = self.clone();
+            let req =
+                Request::Delete(DeleteObject { target, bucket: bucket.into(), key: key.into(), version });
+            let epoch = view.map.epoch;
+            tasks.push(tokio::spawn(async move { (i, client.inner.transport.call(addr, &req, &[], epoch).await) }));
         }
-    }
-
-    /// One page of keys, merged from every target.
-    pub async fn list(&self, bucket: &str, req: ListRequest) -> Result<ListPage, ClientError> {
-        validate_bucket_name(bucket)?;
-        let limit =
-            req.limit.unwrap_or(tessera_wire::limits::LIST_LIMIT_MAX).clamp(1, tessera_wire::limits::LIST_LIMIT_MAX);
-        let mut pages = Vec::new();
-        for (target, addr) in self.inner.layout.all() {
-            let r = Request::List(tessera_wire::List {
-                target,
-                bucket: bucket.into(),
-                prefix: req.prefix.clone(),
-                delimiter: req.delimiter.clone(),
-                start_after: req.continuation.clone(),
-                limit,
-            });
-            match self.inner.transport.call(addr, &r, &[]).await?.response {
-                Response::ListOk(p) => pages.push(p),
-                other => return Err(unexpected("list", other)),
+        let mut done = vec![false; geom.shards()];
+        let mut errors = Vec::new();
+        for t in tasks {
+            match t.await {
+                Ok((i, Ok(_))) => done[i] = true,
+                Ok((_, Err(e @ (ClientError::StaleMap { .. } | ClientError::NoSuchBucket { .. })))) => return Err(e),
+                Ok((i, Err(e))) => errors.push(format!("shard {i}: {e}")),
+                Err(e) => errors.push(e.to_string()),
             }
         }
-        let (entries, common_prefixes, next) = crate::merge_pages(pages, limit as usize);
-        Ok(ListPage { entries, common_prefixes, next })
-    }
-}
-
-async fn join(h: JoinHandle<Result<(), ClientError>>) -> Result<(), ClientError> {
-    h.await.map_err(|e| ClientError::Connection { addr: String::new(), detail: format!("upload task failed: {e}") })?
-}
-
-async fn read_stripe(source: &mut (impl AsyncRead + Unpin), stripe_bytes: usize) -> Result<Vec<u8>, ClientError> {
-    let mut buf = vec![0u8; stripe_bytes];
-    let mut filled = 0;
-    while filled < stripe_bytes {
-        let n = source.read(&mut buf[filled..]).await.map_err(ClientError::Source)?;
-        if n == 0 {
-            break;
+        if geom.rule_holds(&done) {
+            return Ok(());
         }
-        filled += n;
+        Err(ClientError::Unavailable {
+            detail: format!("purge of {key} version {version} reached too few targets: {}", errors.join("; ")),
+        })
     }
-    buf.truncate(filled);
-    Ok(buf)
+
+    /// One page of keys, merged from the targets of one zone (every
+    /// placement group has shards in every zone); another zone answers
+    /// when one is unreachable.
+    pub async fn list(&self, bucket: &str, req: ListRequest) -> Result<ListPage, ClientError> {
+        validate_bucket_name(bucket)?;
+        self.with_map_retry(|view| {
+            let req = req.clone();
+            async move { crate::listing::list(self, &view, bucket, req).await }
+        })
+        .await
+    }
+
+    /// One page of versions (newest first within a key).
+    pub async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<(String, VersionId)>,
+        limit: u32,
+    ) -> Result<VersionsPage, ClientError> {
+        validate_bucket_name(bucket)?;
+        self.with_map_retry(|view| {
+            let after = after.clone();
+            async move { crate::listing::list_versions(self, &view, bucket, prefix, after, limit).await }
+        })
+        .await
+    }
+
+    /// Target ids of the group holding (bucket, key), in shard order.
+    pub fn targets_of(&self, bucket: &str, key: &str) -> Vec<TargetId> {
+        let view = self.view();
+        view.placement.targets(view.placement.pg_of(bucket, key)).to_vec()
+    }
 }
+
+async fn fetch_map(transport: &Transport, addr: SocketAddr) -> Result<MapView, ClientError> {
+    let mut reply = transport.call(addr, &Request::GetMap(GetMap {}), &[], 0).await?;
+    if !matches!(reply.response, Response::MapOk(_)) {
+        return Err(unexpected("get map", reply.response));
+    }
+    if reply.payload_len > tessera_wire::map::MAP_BYTES_MAX {
+        return Err(ClientError::Unavailable { detail: format!("map of {} bytes from {addr} is too large", reply.payload_len) });
+    }
+    let bytes = transport.read_payload(&mut reply, addr).await?;
+    let map = tessera_wire::ClusterMap::from_postcard(&bytes)?;
+    MapView::new(map)
+}
+

@@ -10,18 +10,16 @@ use crate::ClientError;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
-    /// `host:port` of any core of the node (its layout is fetched from there).
+    /// `host:port` of any core of any node (the cluster map is fetched from
+    /// there; later from any node in the map).
     pub endpoint: String,
     /// Name the node's certificate is issued for.
     #[serde(default = "default_server_name")]
     pub server_name: String,
     /// PEM file of the CA that signed the node certificates.
     pub ca_cert: PathBuf,
-    /// Bytes per stripe for uploads (default 1 MiB; at most 4 MiB).
-    #[serde(default = "default_stripe_bytes")]
-    pub stripe_bytes: u32,
-    /// Requests one transfer keeps in flight (bounds memory to about this
-    /// many stripes per upload or download). Default 8.
+    /// Stripes one transfer keeps in flight (bounds memory to about this
+    /// many stripes per upload or download). Default 4.
     #[serde(default = "default_in_flight")]
     pub stripes_in_flight: usize,
     /// Owner recorded on buckets and objects.
@@ -30,16 +28,44 @@ pub struct ClientConfig {
     /// Per-request timeout in milliseconds. Default 30000.
     #[serde(default = "default_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// Deadline for a QUIC handshake. Default 1000.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// How long an address that failed is skipped. Default 3000.
+    #[serde(default = "default_down_ms")]
+    pub down_ms: u64,
+    /// Reads ask parity shards too when data shards have not all arrived
+    /// after this long. Default 50.
+    #[serde(default = "default_hedge_ms")]
+    pub hedge_ms: u64,
+    /// A write whose remaining shards are all in one silent zone waits this
+    /// long before declaring the zone down and using the degraded rule.
+    /// Default 500.
+    #[serde(default = "default_zone_wait_ms")]
+    pub zone_wait_ms: u64,
+    /// Zone whose nodes answer listings (default: the first zone).
+    #[serde(default)]
+    pub zone: Option<String>,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    1_000
+}
+fn default_down_ms() -> u64 {
+    3_000
+}
+fn default_hedge_ms() -> u64 {
+    50
+}
+fn default_zone_wait_ms() -> u64 {
+    500
 }
 
 fn default_server_name() -> String {
     "localhost".into()
 }
-fn default_stripe_bytes() -> u32 {
-    1_048_576
-}
 fn default_in_flight() -> usize {
-    8
+    4
 }
 fn default_owner() -> String {
     "default".into()
@@ -66,11 +92,14 @@ impl ClientConfig {
 
     /// Check value ranges.
     pub fn check(&self) -> Result<(), ClientError> {
-        let max = tessera_wire::limits::SHARD_BYTES_MAX;
-        if self.stripe_bytes == 0 || u64::from(self.stripe_bytes) > max {
-            return Err(ClientError::Config {
-                detail: format!("stripe_bytes {} must be 1..={max}", self.stripe_bytes),
-            });
+        for (name, v) in [
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("zone_wait_ms", self.zone_wait_ms),
+        ] {
+            if v == 0 {
+                return Err(ClientError::Config { detail: format!("{name} must be positive") });
+            }
         }
         if self.stripes_in_flight == 0 || self.stripes_in_flight > 256 {
             return Err(ClientError::Config {

@@ -105,6 +105,21 @@ pub enum ClientError {
         /// The timeout.
         millis: u64,
     },
+    /// The request was made with another cluster map than the node's.
+    #[error("cluster map changed: {detail}")]
+    StaleMap {
+        /// Server detail.
+        detail: String,
+    },
+    /// Too few targets answered to decide (or to write) safely.
+    #[error("unavailable: {detail}")]
+    Unavailable {
+        /// Which targets and why.
+        detail: String,
+    },
+    /// The map cannot be used by this client.
+    #[error("cluster map: {0}")]
+    Map(#[from] tessera_wire::MapError),
     /// Reading the upload source failed.
     #[error("reading the upload source failed: {0}")]
     Source(std::io::Error),
@@ -121,6 +136,7 @@ impl ClientError {
             ErrorCode::BucketExists => ClientError::BucketExists { detail },
             ErrorCode::TargetFull => ClientError::TargetFull { detail },
             ErrorCode::ChecksumMismatch => ClientError::Corrupt { detail },
+            ErrorCode::StaleEpoch | ErrorCode::NodeBehind => ClientError::StaleMap { detail },
             code => ClientError::Server { code, detail },
         }
     }

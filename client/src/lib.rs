@@ -1,4 +1,5 @@
-//! Tessera's Rust SDK: an async client for buckets and objects over QUIC.
+//! Tessera's Rust SDK: an async client for buckets and objects in a
+//! zone-redundant, erasure-coded region, over QUIC.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), tessera_client::ClientError> {
@@ -15,12 +16,20 @@ mod client;
 mod config;
 mod error;
 mod list;
-mod routing;
+mod listing;
+mod read;
 mod transport;
+mod view;
+mod write;
 
 pub use body::ObjectBody;
-pub use client::{BucketOptions, Client, GetOptions, GetResult, ListPage, ListRequest, PutOptions, PutReceipt};
+pub use client::{
+    BucketOptions, Client, GetOptions, GetResult, ListPage, ListRequest, PutOptions, PutReceipt, VersionsPage,
+};
 pub use config::ClientConfig;
 pub use error::ClientError;
-pub use list::merge_pages;
-pub use tessera_wire::{BucketInfo, ByteRange, ListEntry, ObjectMeta, StorageClass, VersionId};
+pub use list::{merge_pages, merge_version_pages};
+pub use read::reconstruct;
+pub use view::MapView;
+pub use write::encode_stripe;
+pub use tessera_wire::{BucketInfo, ByteRange, ClusterMap, ListEntry, ObjectMeta, StorageClass, VersionId};

@@ -4,8 +4,28 @@
 //! the same `start_after`, in order. The first `limit` items of the merged,
 //! de-duplicated sequence are exactly the first `limit` items overall: a
 //! target that was cut off has no unseen item sorting before its last one.
+//! A key listed by several targets (shards of one group) keeps its newest
+//! version; a key whose newest version is a delete marker is left out, so a
+//! target that has not yet seen a delete cannot resurrect the key.
 
-use tessera_wire::{ListEntry, ListOk};
+use tessera_wire::{ListEntry, ListOk, ListVersionsOk, VersionId};
+
+/// Merge version listings: (key ascending, version newest first), each
+/// (key, version) once, cut at `limit`; returns the page and where the next
+/// one starts.
+pub fn merge_version_pages(
+    pages: Vec<ListVersionsOk>,
+    limit: usize,
+) -> (Vec<ListEntry>, Option<(String, VersionId)>) {
+    let any_truncated = pages.iter().any(|p| p.truncated);
+    let mut all: Vec<ListEntry> = pages.into_iter().flat_map(|p| p.entries).collect();
+    all.sort_by(|a, b| a.key.cmp(&b.key).then(b.version.cmp(&a.version)));
+    all.dedup_by(|a, b| a.key == b.key && a.version == b.version);
+    let more = any_truncated || all.len() > limit;
+    all.truncate(limit);
+    let next = if more { all.last().map(|e| (e.key.clone(), e.version)) } else { None };
+    (all, next)
+}
 
 /// One merged page: entries, common prefixes, and the continuation token
 /// (the last item returned) when there is more.
@@ -24,7 +44,11 @@ pub fn merge_pages(pages: Vec<ListOk>, limit: usize) -> (Vec<ListEntry>, Vec<Str
         items.extend(p.entries.into_iter().map(Item::Key));
         items.extend(p.common_prefixes.into_iter().map(Item::Prefix));
     }
-    items.sort_by_key(&name);
+    let version = |i: &Item| match i {
+        Item::Key(e) => std::cmp::Reverse(e.version),
+        Item::Prefix(_) => std::cmp::Reverse(tessera_wire::VersionId(0)),
+    };
+    items.sort_by(|a, b| name(a).cmp(&name(b)).then(version(a).cmp(&version(b))));
     items.dedup_by(|a, b| name(a) == name(b));
     let more = any_truncated || items.len() > limit;
     items.truncate(limit);
@@ -33,6 +57,7 @@ pub fn merge_pages(pages: Vec<ListOk>, limit: usize) -> (Vec<ListEntry>, Vec<Str
     let mut prefixes = Vec::new();
     for i in items {
         match i {
+            Item::Key(e) if e.delete_marker => {}
             Item::Key(e) => entries.push(e),
             Item::Prefix(p) => prefixes.push(p),
         }
@@ -43,10 +68,47 @@ pub fn merge_pages(pages: Vec<ListOk>, limit: usize) -> (Vec<ListEntry>, Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_wire::VersionId;
 
     fn entry(k: &str) -> ListEntry {
-        ListEntry { key: k.into(), version: VersionId(1), size_bytes: 1, created_ms: 0, content_crc32c: 0 }
+        ListEntry {
+            key: k.into(),
+            version: VersionId(1),
+            size_bytes: 1,
+            created_ms: 0,
+            content_crc32c: 0,
+            storage_class: Default::default(),
+            delete_marker: false,
+        }
+    }
+
+    #[test]
+    fn newest_version_wins_and_markers_hide_keys() {
+        let mut old = entry("k");
+        old.version = VersionId(5);
+        let mut marker = entry("k");
+        marker.version = VersionId(9);
+        marker.delete_marker = true;
+        let mut newer = entry("j");
+        newer.version = VersionId(7);
+        let a = ListOk { entries: vec![entry("j"), old], common_prefixes: vec![], truncated: false };
+        let b = ListOk { entries: vec![newer, marker], common_prefixes: vec![], truncated: false };
+        let (entries, _, token) = merge_pages(vec![a, b], 10);
+        assert_eq!(entries.len(), 1);
+        assert_eq!((entries[0].key.as_str(), entries[0].version), ("j", VersionId(7)));
+        assert_eq!(token, None);
+    }
+
+    /// Versions of a key seen by several targets merge into one ordered,
+    /// de-duplicated run.
+    #[test]
+    fn version_pages_merge() {
+        let e = |k: &str, v: u128| ListEntry { version: VersionId(v), ..entry(k) };
+        let a = ListVersionsOk { entries: vec![e("a", 3), e("a", 1), e("b", 2)], truncated: true };
+        let b = ListVersionsOk { entries: vec![e("a", 3), e("a", 2)], truncated: false };
+        let (entries, next) = merge_version_pages(vec![a, b], 3);
+        let got: Vec<_> = entries.iter().map(|e| (e.key.as_str(), e.version.0)).collect();
+        assert_eq!(got, [("a", 3), ("a", 2), ("a", 1)]);
+        assert_eq!(next, Some(("a".into(), VersionId(1))));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -20,8 +20,13 @@ pub(crate) struct Transport {
     endpoint: quinn::Endpoint,
     server_name: String,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// Addresses that failed recently, and until when requests to them fail
+    /// fast instead of waiting out a timeout (a simple circuit breaker).
+    down: Mutex<HashMap<SocketAddr, Instant>>,
     next_id: AtomicU64,
     pub(crate) timeout: Duration,
+    connect_timeout: Duration,
+    down_for: Duration,
 }
 
 /// A reply: the response and, for reads, the stream the payload follows on.
@@ -29,6 +34,10 @@ pub(crate) struct Reply {
     pub(crate) response: Response,
     pub(crate) recv: quinn::RecvStream,
     pub(crate) payload_len: u64,
+}
+
+fn is_transport_failure(e: &ClientError) -> bool {
+    matches!(e, ClientError::Connection { .. } | ClientError::Timeout { .. })
 }
 
 fn conn_err(addr: SocketAddr, e: impl std::fmt::Display) -> ClientError {
@@ -58,7 +67,10 @@ impl Transport {
         transport.stream_receive_window((16u32 * 1_048_576).into());
         transport.receive_window((64u32 * 1_048_576).into());
         transport.send_window(64 * 1_048_576);
-        transport.keep_alive_interval(Some(Duration::from_secs(5)));
+        transport.keep_alive_interval(Some(Duration::from_secs(1)));
+        transport.max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(Duration::from_secs(5)).map_err(|e| ClientError::Config { detail: e.to_string() })?,
+        ));
         client_cfg.transport_config(Arc::new(transport));
         let bind: SocketAddr = "0.0.0.0:0".parse().map_err(|e| ClientError::Config { detail: format!("{e}") })?;
         let mut endpoint =
@@ -68,8 +80,11 @@ impl Transport {
             endpoint,
             server_name: cfg.server_name.clone(),
             conns: Mutex::new(HashMap::new()),
+            down: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             timeout: Duration::from_millis(cfg.request_timeout_ms),
+            connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
+            down_for: Duration::from_millis(cfg.down_ms),
         })
     }
 
@@ -80,22 +95,82 @@ impl Transport {
             }
         }
         let connecting = self.endpoint.connect(addr, &self.server_name).map_err(|e| conn_err(addr, e))?;
-        let conn = connecting.await.map_err(|e| conn_err(addr, e))?;
+        let conn = tokio::time::timeout(self.connect_timeout, connecting)
+            .await
+            .map_err(|_| conn_err(addr, format!("no handshake within {} ms", self.connect_timeout.as_millis())))?
+            .map_err(|e| conn_err(addr, e))?;
         self.conns.lock().map_err(|_| conn_err(addr, "connection cache poisoned"))?.insert(addr, conn.clone());
         Ok(conn)
     }
 
-    /// Send a request (with an optional payload) and read the reply frame.
-    pub(crate) async fn call(&self, addr: SocketAddr, req: &Request, payload: &[u8]) -> Result<Reply, ClientError> {
-        let millis = self.timeout.as_millis() as u64;
-        tokio::time::timeout(self.timeout, self.call_inner(addr, req, payload))
-            .await
-            .map_err(|_| ClientError::Timeout { millis })?
+    /// Is this address marked down (recent transport failure)?
+    pub(crate) fn is_down(&self, addr: SocketAddr) -> bool {
+        let mut down = match self.down.lock() {
+            Ok(d) => d,
+            Err(p) => p.into_inner(),
+        };
+        match down.get(&addr) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                down.remove(&addr);
+                false
+            }
+            None => false,
+        }
     }
 
-    async fn call_inner(&self, addr: SocketAddr, req: &Request, payload: &[u8]) -> Result<Reply, ClientError> {
+    /// Mark an address down (its requests fail fast for a while).
+    pub(crate) fn mark_down(&self, addr: SocketAddr) {
+        let mut down = match self.down.lock() {
+            Ok(d) => d,
+            Err(p) => p.into_inner(),
+        };
+        down.insert(addr, Instant::now() + self.down_for);
+        if let Ok(mut c) = self.conns.lock() {
+            c.remove(&addr);
+        }
+    }
+
+    /// Send a request (with an optional payload), made with map `epoch`,
+    /// and read the reply frame. A transport failure marks the address down.
+    pub(crate) async fn call(
+        &self,
+        addr: SocketAddr,
+        req: &Request,
+        payload: &[u8],
+        epoch: u64,
+    ) -> Result<Reply, ClientError> {
+        self.call_within(addr, req, payload, epoch, self.timeout).await
+    }
+
+    /// [`Transport::call`] with its own deadline.
+    pub(crate) async fn call_within(
+        &self,
+        addr: SocketAddr,
+        req: &Request,
+        payload: &[u8],
+        epoch: u64,
+        timeout: Duration,
+    ) -> Result<Reply, ClientError> {
+        if self.is_down(addr) {
+            return Err(conn_err(addr, "marked down after a recent failure"));
+        }
+        let millis = timeout.as_millis() as u64;
+        let r = tokio::time::timeout(timeout, self.call_inner(addr, req, payload, epoch))
+            .await
+            .map_err(|_| ClientError::Timeout { millis })
+            .and_then(|r| r);
+        if let Err(e) = &r {
+            if is_transport_failure(e) {
+                self.mark_down(addr);
+            }
+        }
+        r
+    }
+
+    async fn call_inner(&self, addr: SocketAddr, req: &Request, payload: &[u8], epoch: u64) -> Result<Reply, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_frame(id, req, payload.len() as u64)?;
+        let frame = encode_frame(id, req, payload.len() as u64, epoch)?;
         let conn = self.connection(addr).await?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_err(addr, e))?;
         send.write_all(&frame).await.map_err(|e| conn_err(addr, e))?;

@@ -43,6 +43,11 @@ pub struct NodeConfig {
     pub streams_per_connection_max: u32,
     /// Storage targets.
     pub targets: Vec<TargetConfig>,
+    /// Cluster map file (TOML). Without one the node serves a one-zone
+    /// map of its own targets (development only). Newer maps pushed with
+    /// `tessera admin push-map` are written back to this file.
+    #[serde(default)]
+    pub map: Option<PathBuf>,
 }
 
 /// One storage target.

@@ -50,6 +50,9 @@ pub enum StartError {
     /// TLS files.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The cluster map cannot be used.
+    #[error(transparent)]
+    Map(#[from] crate::cluster::MapStateError),
     /// A core failed to start.
     #[error("core {core} failed to start: {reason}")]
     Core {
@@ -70,6 +73,7 @@ pub fn start(cfg: NodeConfig, metrics: Arc<NodeMetrics>) -> Result<NodeHandle, S
             (c, cfg.base_port + c, ts)
         })
         .collect();
+    let map = Arc::new(crate::cluster::MapState::load(&cfg)?);
     let cfg = Arc::new(cfg);
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(u16, SocketAddr), String>>();
@@ -77,9 +81,10 @@ pub fn start(cfg: NodeConfig, metrics: Arc<NodeMetrics>) -> Result<NodeHandle, S
     for core in 0..cores {
         let (cfg, server_cfg, metrics, layout, ready_tx, shutdown_rx) =
             (cfg.clone(), server_cfg.clone(), metrics.clone(), layout.clone(), ready_tx.clone(), shutdown_rx.clone());
+        let map = map.clone();
         let t = std::thread::Builder::new()
             .name(format!("tessera-core-{core}"))
-            .spawn(move || core_main(core, cfg, server_cfg, metrics, layout, ready_tx, shutdown_rx))
+            .spawn(move || core_main(core, cfg, server_cfg, metrics, layout, map, ready_tx, shutdown_rx))
             .map_err(|e| StartError::Core { core, reason: e.to_string() })?;
         threads.push(t);
     }
@@ -99,12 +104,14 @@ pub fn start(cfg: NodeConfig, metrics: Arc<NodeMetrics>) -> Result<NodeHandle, S
     Ok(NodeHandle { threads, shutdown, core_addrs, metrics })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn core_main(
     core: u16,
     cfg: Arc<NodeConfig>,
     server_cfg: quinn::ServerConfig,
     metrics: Arc<NodeMetrics>,
     layout: Vec<(u16, u16, Vec<TargetId>)>,
+    map: Arc<crate::cluster::MapState>,
     ready: std::sync::mpsc::Sender<Result<(u16, SocketAddr), String>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -175,6 +182,7 @@ fn core_main(
             node_name: cfg.node_name.clone(),
             metrics: metrics.clone(),
             request_timeout: Duration::from_millis(cfg.request_timeout_ms),
+            map,
         });
         tokio::task::spawn_local(update_gauges(ctx.clone(), io.clone()));
         tokio::task::spawn_local(serve(ctx.clone(), endpoint.clone()));

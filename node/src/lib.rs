@@ -1,11 +1,13 @@
 //! The Tessera storage node: one executor thread per core, each with its own
 //! io_uring, QUIC endpoint and storage targets.
 
+pub mod cluster;
 pub mod config;
 pub mod engine;
 mod executor;
 pub mod io;
 pub mod metrics;
+pub mod run;
 mod server;
 pub mod tls;
 

@@ -21,29 +21,5 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let cfg = tessera_node::NodeConfig::load(&args.config)?;
-    let ids: Vec<u32> = cfg.targets.iter().map(|t| t.id).collect();
-    let metrics = tessera_node::metrics::NodeMetrics::new(&cfg.node_name, cfg.core_count() as usize, &ids);
-    if !cfg.metrics_addr.is_empty() {
-        let addr = tessera_node::metrics::serve(&cfg.metrics_addr, metrics.clone())
-            .map_err(|e| anyhow::anyhow!("metrics listener on {}: {e}", cfg.metrics_addr))?;
-        tracing::info!(%addr, "metrics at http://{addr}/metrics");
-    }
-    let node = tessera_node::start(cfg, metrics)?;
-    for (core, addr) in node.core_addrs.iter().enumerate() {
-        println!("core {core} listening on {addr}");
-    }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term.recv() => {},
-        }
-        anyhow::Ok(())
-    })?;
-    tracing::info!("shutting down");
-    node.shutdown();
-    node.join();
-    Ok(())
+    tessera_node::run::run_until_signal(&args.config)
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tessera_wire::limits::BODY_BYTES_MAX;
 use tessera_wire::{
-    decode_request, encode_frame, CoreStatus, DeleteOk, ErrorBody, ErrorCode, FrameHeader, GetShardOk, NodeStatusOk,
+    decode_request, encode_frame, CommitOk, CoreStatus, DeleteOk, MapOk, ErrorBody, ErrorCode, FrameHeader, GetShardOk, NodeStatusOk,
     Opcode, PutShardOk, Request, Response, TargetId, TargetStatus, FRAME_HEADER_LEN,
 };
 
@@ -34,6 +34,8 @@ pub(crate) struct CoreCtx {
     pub(crate) metrics: Arc<NodeMetrics>,
     /// Deadline for a whole request to arrive.
     pub(crate) request_timeout: Duration,
+    /// The cluster map (shared by the node's cores).
+    pub(crate) map: Arc<crate::cluster::MapState>,
 }
 
 /// Accept connections forever on this core's endpoint.
@@ -84,6 +86,8 @@ fn engine_error(e: &EngineError) -> Response {
         EngineError::ChecksumMismatch { .. } => ErrorCode::ChecksumMismatch,
         EngineError::PayloadChecksum { .. } => ErrorCode::PayloadChecksumMismatch,
         EngineError::IncompleteObject { .. } => ErrorCode::IncompleteObject,
+        EngineError::NotPrepared { .. } => ErrorCode::NoSuchKey,
+        EngineError::VersionPurged { .. } => ErrorCode::VersionPurged,
         EngineError::InvalidRange { .. } => ErrorCode::InvalidRange,
         EngineError::ShardTooLarge { .. } | EngineError::RecordTooLarge(_) => ErrorCode::BadRequest,
         _ => ErrorCode::Internal,
@@ -117,8 +121,8 @@ async fn handle_stream(ctx: Rc<CoreCtx>, mut send: quinn::SendStream, mut recv: 
     }
 }
 
-async fn reply(send: &mut quinn::SendStream, request_id: u64, resp: &Response, payload: &[u8]) -> bool {
-    let Ok(frame) = encode_frame(request_id, resp, payload.len() as u64) else {
+async fn reply(ctx: &CoreCtx, send: &mut quinn::SendStream, request_id: u64, resp: &Response, payload: &[u8]) -> bool {
+    let Ok(frame) = encode_frame(request_id, resp, payload.len() as u64, ctx.map.epoch()) else {
         return false;
     };
     if send.write_all(&frame).await.is_err() {
@@ -140,7 +144,7 @@ async fn bad_frame(
     ctx.metrics.cores[ctx.core as usize].bad_frames.fetch_add(1, Relaxed);
     tracing::debug!(core = ctx.core, %detail, "bad frame");
     let _ = recv.stop(2u8.into());
-    reply(send, request_id, &error_response(ErrorCode::BadRequest, detail), &[]).await;
+    reply(ctx, send, request_id, &error_response(ErrorCode::BadRequest, detail), &[]).await;
 }
 
 #[allow(clippy::result_large_err)]
@@ -175,6 +179,23 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
         }
     };
     let payload_len = header.payload_len.get();
+    let node_epoch = ctx.map.epoch();
+    let request_epoch = header.map_epoch.get();
+    let map_free = matches!(request, Request::NodeStatus(_) | Request::GetMap(_) | Request::SetMap(_));
+    if !map_free && request_epoch != node_epoch {
+        // Refuse before touching any target: the sender may have placed
+        // this request by another map.
+        let (code, detail) = if request_epoch < node_epoch {
+            (ErrorCode::StaleEpoch, format!("request made with map epoch {request_epoch}; node has epoch {node_epoch}"))
+        } else {
+            (ErrorCode::NodeBehind, format!("request made with map epoch {request_epoch}; node is at epoch {node_epoch}"))
+        };
+        if payload_len > 0 {
+            let _ = recv.stop(4u8.into());
+        }
+        reply(ctx, send, request_id, &error_response(code, detail), &[]).await;
+        return Some(Served { op: 7, ok: false, bytes_in: 0, bytes_out: 0 });
+    }
     let engine_for = |t: TargetId| {
         ctx.engines.get(&t).ok_or_else(|| {
             let owner = ctx.layout.iter().find(|(_, _, ts)| ts.contains(&t));
@@ -202,7 +223,7 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
                 Ok(e) => e,
                 Err(r) => {
                     let _ = recv.stop(3u8.into());
-                    reply(send, request_id, &r, &[]).await;
+                    reply(ctx, send, request_id, &r, &[]).await;
                     return Some(Served { op, ok: false, bytes_in: 0, bytes_out: 0 });
                 }
             };
@@ -211,7 +232,7 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
                 Ok(b) => b,
                 Err(e) => {
                     let _ = recv.stop(3u8.into());
-                    reply(send, request_id, &engine_error(&e), &[]).await;
+                    reply(ctx, send, request_id, &engine_error(&e), &[]).await;
                     return Some(Served { op, ok: false, bytes_in: 0, bytes_out: 0 });
                 }
             };
@@ -223,7 +244,7 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
                 .put_shard(&p.bucket, &p.key, p.version, p.stripe, p.shard, p.shard_crc32c, p.meta, buf, len)
                 .await
             {
-                Ok(committed) => Response::PutShardOk(PutShardOk { target: p.target, committed }),
+                Ok(prepared) => Response::PutShardOk(PutShardOk { target: p.target, prepared }),
                 Err(e) => engine_error(&e),
             }
         }
@@ -238,7 +259,7 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
                     });
                     let payload = &read.buf.as_slice()[read.range.clone()];
                     bytes_out = payload.len() as u64;
-                    let ok = reply(send, request_id, &resp, payload).await;
+                    let ok = reply(ctx, send, request_id, &resp, payload).await;
                     return Some(Served { op, ok, bytes_in: 0, bytes_out });
                 }
                 Err(e) => engine_error(&e),
@@ -246,17 +267,50 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
         },
         Request::Head(h) => match engine_for(h.target) {
             Err(r) => r,
-            Ok(engine) => {
-                engine.head(&h.bucket, &h.key, h.version).map(Response::HeadOk).unwrap_or_else(|e| engine_error(&e))
-            }
+            Ok(engine) => engine
+                .view(&h.bucket, &h.key, h.version, &h.exclude)
+                .map(Response::HeadOk)
+                .unwrap_or_else(|e| engine_error(&e)),
         },
         Request::Delete(d) => match engine_for(d.target) {
             Err(r) => r,
-            Ok(engine) => match engine.delete(&d.bucket, &d.key, d.version, d.marker_version).await {
-                Ok((removed, marker)) => Response::DeleteOk(DeleteOk { removed, marker }),
+            Ok(engine) => match engine.purge(&d.bucket, &d.key, d.version).await {
+                Ok(removed) => Response::DeleteOk(DeleteOk { removed }),
                 Err(e) => engine_error(&e),
             },
         },
+        Request::Commit(c) => match engine_for(c.target) {
+            Err(r) => r,
+            Ok(engine) => match engine.commit(&c.bucket, &c.key, c.version).await {
+                Ok(()) => Response::CommitOk(CommitOk { target: c.target }),
+                Err(e) => engine_error(&e),
+            },
+        },
+        Request::ListVersions(l) => match engine_for(l.target) {
+            Err(r) => r,
+            Ok(engine) => engine
+                .list_versions(&l.bucket, &l.prefix, l.after.as_ref(), l.limit)
+                .map(Response::ListVersionsOk)
+                .unwrap_or_else(|e| engine_error(&e)),
+        },
+        Request::GetMap(_) => {
+            let bytes = ctx.map.encoded();
+            let resp = Response::MapOk(MapOk { epoch: ctx.map.epoch() });
+            let ok = reply(ctx, send, request_id, &resp, &bytes).await;
+            return Some(Served { op, ok, bytes_in: 0, bytes_out: bytes.len() as u64 });
+        }
+        Request::SetMap(_) => {
+            let mut bytes = vec![0u8; payload_len as usize];
+            if let Err(e) = recv.read_exact(&mut bytes).await {
+                bad_frame(ctx, send, recv, request_id, format!("map payload truncated: expected {payload_len} bytes: {e}"))
+                    .await;
+                return None;
+            }
+            match ctx.map.install(&bytes) {
+                Ok(epoch) => Response::MapOk(MapOk { epoch }),
+                Err(e) => error_response(ErrorCode::BadRequest, e),
+            }
+        }
         Request::List(l) => match engine_for(l.target) {
             Err(r) => r,
             Ok(engine) => engine
@@ -277,7 +331,7 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
         Request::NodeStatus(_) => Response::NodeStatusOk(status(ctx)),
     };
     let ok = !matches!(resp, Response::Error(_));
-    let sent = reply(send, request_id, &resp, &[]).await;
+    let sent = reply(ctx, send, request_id, &resp, &[]).await;
     Some(Served { op, ok: ok && sent, bytes_in: payload_len, bytes_out })
 }
 
@@ -301,5 +355,5 @@ fn status(ctx: &CoreCtx) -> NodeStatusOk {
                 .collect(),
         })
         .collect();
-    NodeStatusOk { node: ctx.node_name.clone(), version: env!("CARGO_PKG_VERSION").into(), cores }
+    NodeStatusOk { node: ctx.node_name.clone(), map_epoch: ctx.map.epoch(), version: env!("CARGO_PKG_VERSION").into(), cores }
 }

@@ -1,12 +1,15 @@
 //! `tessera`: the command-line client (buckets and objects) and `tessera dev`.
 
 mod dev;
+mod du;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tessera_client::{ByteRange, Client, ClientConfig, ClientError, GetOptions, ListRequest, PutOptions, VersionId};
+use tessera_client::{
+    ByteRange, Client, ClientConfig, ClientError, GetOptions, ListRequest, PutOptions, StorageClass, VersionId,
+};
 use tokio::io::AsyncWriteExt;
 
 /// Exit codes, so scripts can tell failures apart.
@@ -47,6 +50,9 @@ enum Cmd {
         /// MIME type to record.
         #[arg(long)]
         content_type: Option<String>,
+        /// Storage class: standard or ia (default: the bucket's).
+        #[arg(long)]
+        class: Option<String>,
     },
     /// Download BUCKET/KEY to FILE (stdout without FILE).
     Get {
@@ -68,6 +74,14 @@ enum Cmd {
         /// List every key under the prefix instead of rolling up at '/'.
         #[arg(long, short)]
         recursive: bool,
+        /// List every version (and delete marker), newest first per key.
+        #[arg(long)]
+        versions: bool,
+    },
+    /// Usage of a bucket by storage class, with IA billing rules applied.
+    Du {
+        /// Bucket name.
+        bucket: String,
     },
     /// Remove BUCKET/KEY (or one version of it).
     Rm {
@@ -81,9 +95,24 @@ enum Cmd {
     Stat {
         /// BUCKET/KEY.
         path: String,
+        /// A specific version id.
+        #[arg(long)]
+        version: Option<String>,
     },
-    /// Run a local node with throwaway certificates and a demo.
+    /// Run a local region (3 zones x 2 nodes x 2 cores by default) with a demo;
+    /// `tessera dev stop-zone|start-zone --dir DIR ZONE` from another shell.
     Dev(dev::DevArgs),
+    /// Run one storage node (what `tessera dev` starts per node).
+    Node {
+        /// Node config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Push a newer cluster map (TOML) to every node it lists.
+    PushMap {
+        /// Map file.
+        map: PathBuf,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +133,9 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::Client(ClientError::NoSuchKey { .. } | ClientError::NoSuchBucket { .. }) => exit::NOT_FOUND,
             CliError::Client(ClientError::Corrupt { .. } | ClientError::Integrity { .. }) => exit::CORRUPT,
-            CliError::Client(ClientError::Connection { .. } | ClientError::Timeout { .. }) => exit::UNREACHABLE,
+            CliError::Client(
+                ClientError::Connection { .. } | ClientError::Timeout { .. } | ClientError::Unavailable { .. },
+            ) => exit::UNREACHABLE,
             CliError::Client(ClientError::TargetFull { .. }) => exit::FULL,
             _ => exit::ERROR,
         }
@@ -170,10 +201,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 c.create_bucket(&bucket, tessera_client::BucketOptions { versioned, ..Default::default() }).await?;
             println!("bucket {} ready{}", info.name, if info.versioned { " (versioned)" } else { "" });
         }
-        Cmd::Put { file, target, content_type } => {
+        Cmd::Put { file, target, content_type, class } => {
             let (bucket, key) = split_path(&target)?;
+            let storage_class = match class.as_deref() {
+                None => None,
+                Some("standard") => Some(StorageClass::Standard),
+                Some("ia") => Some(StorageClass::InfrequentAccess),
+                Some(o) => return Err(CliError::Usage(format!("unknown storage class {o:?}: use standard or ia"))),
+            };
             let c = client(cli.config).await?;
-            let opts = PutOptions { content_type, ..Default::default() };
+            let opts = PutOptions { content_type, storage_class, ..Default::default() };
             let receipt = if file == "-" {
                 c.put_stream(bucket, key, tokio::io::stdin(), opts).await?
             } else {
@@ -186,11 +223,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 receipt?
             };
             println!(
-                "put {bucket}/{key}: {} bytes, version {}, crc32c {:#010x}, durable on {}",
+                "put {bucket}/{key}: {} bytes, version {}, crc32c {:#010x}, {:?}, committed on {} in zones {} (map \
+                 epoch {}){}",
                 receipt.size_bytes,
                 receipt.version,
                 receipt.content_crc32c,
-                receipt.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",")
+                receipt.storage_class,
+                receipt.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","),
+                receipt.zones.join(","),
+                receipt.map_epoch,
+                if receipt.degraded { " DEGRADED: a zone was down; repair owes its shards" } else { "" }
             );
         }
         Cmd::Get { source, file, range, version } => {
@@ -227,7 +269,56 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 }
             }
         }
-        Cmd::Ls { path, recursive } => {
+        Cmd::Ls { path, versions: true, .. } => {
+            let (bucket, prefix) = path.split_once('/').unwrap_or((path.as_str(), ""));
+            let c = client(cli.config).await?;
+            let mut after = None;
+            loop {
+                let page = c.list_versions(bucket, prefix, after, 1_000).await?;
+                for e in &page.entries {
+                    let what = if e.delete_marker { "DELETE-MARKER".to_string() } else { e.size_bytes.to_string() };
+                    println!("{}  {:>13}  {}", e.version, what, e.key);
+                }
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        Cmd::Du { bucket } => {
+            let c = client(cli.config).await?;
+            let view = c.view();
+            let mut usage = du::Usage::default();
+            let mut req = ListRequest::default();
+            loop {
+                let page = c.list(&bucket, req.clone()).await?;
+                for e in &page.entries {
+                    usage.add(e, &view.map.classes, du::now_ms());
+                }
+                match page.next {
+                    Some(n) => req.continuation = Some(n),
+                    None => break,
+                }
+            }
+            print!("{}", usage.report(&bucket));
+        }
+        Cmd::Node { config } => {
+            tokio::task::spawn_blocking(move || tessera_node::run::run_until_signal(&config))
+                .await
+                .map_err(|e| CliError::Io(e.to_string()))??;
+        }
+        Cmd::PushMap { map } => {
+            let text = std::fs::read_to_string(&map).map_err(|e| CliError::Io(format!("{}: {e}", map.display())))?;
+            let m = tessera_wire::ClusterMap::from_toml(&text).map_err(|e| CliError::Usage(e.to_string()))?;
+            let c = client(cli.config).await?;
+            let failed = c.push_map(&m).await?;
+            if failed.is_empty() {
+                println!("map epoch {} installed on every node", m.epoch);
+            } else {
+                println!("map epoch {} installed; refused or unreachable: {}", m.epoch, failed.join("; "));
+            }
+        }
+        Cmd::Ls { path, recursive, .. } => {
             let (bucket, prefix) = path.split_once('/').unwrap_or((path.as_str(), ""));
             let c = client(cli.config).await?;
             let mut req = ListRequest {
@@ -253,15 +344,22 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let (bucket, key) = split_path(&path)?;
             let version = parse_version(version)?;
             let c = client(cli.config).await?;
-            match c.delete(bucket, key, version).await? {
-                Some(marker) => println!("removed {bucket}/{key} (delete marker {marker})"),
-                None => println!("removed {bucket}/{key}"),
+            match version {
+                Some(v) => {
+                    c.delete_version(bucket, key, v).await?;
+                    println!("removed {bucket}/{key} version {v}");
+                }
+                None => {
+                    let marker = c.delete(bucket, key).await?;
+                    println!("removed {bucket}/{key} (delete marker {marker})");
+                }
             }
         }
-        Cmd::Stat { path } => {
+        Cmd::Stat { path, version } => {
             let (bucket, key) = split_path(&path)?;
+            let version = parse_version(version)?;
             let c = client(cli.config).await?;
-            let m = c.head(bucket, key, None).await?;
+            let m = c.head(bucket, key, version).await?;
             println!("key:           {}", m.key);
             println!("version:       {}", m.version);
             println!("size:          {} bytes", m.size_bytes);
@@ -270,7 +368,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             println!("content type:  {}", m.content_type.as_deref().unwrap_or("-"));
             println!("owner:         {}", m.owner);
             println!("storage class: {:?}", m.storage_class);
-            println!("stripes:       {} x {} bytes", m.stripe_count, m.stripe_bytes);
+            println!("stripes:       {} x {} bytes, {}+{} shards", m.stripe_count, m.stripe_bytes, m.ec.data, m.ec.parity);
+            let targets = c.targets_of(bucket, key);
+            println!("targets:       {}", targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","));
             for (k, v) in &m.user_meta {
                 println!("meta {k}: {v}");
             }

@@ -310,11 +310,11 @@ pub fn check_meta(opcode: Opcode, meta: &ObjectMeta) -> Result<(), DecodeError> 
         });
     }
     let (k, m) = (meta.ec.data, meta.ec.parity);
-    if k == 0 || m == 0 || meta.ec.total() > 64 {
+    if k == 0 || meta.ec.total() > 64 {
         return Err(DecodeError::OutOfRange {
             field: "ec",
             value: u64::from(k) << 8 | u64::from(m),
-            allowed: "k >= 1, m >= 1, k + m <= 64",
+            allowed: "k >= 1, k + m <= 64",
         });
     }
     if u64::from(meta.shard_bytes) > SHARD_BYTES_MAX || meta.shard_bytes % 2 != 0 {

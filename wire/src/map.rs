@@ -255,9 +255,9 @@ impl ClusterMap {
             )));
         }
         for (name, p) in [("standard", self.classes.standard), ("infrequent_access", self.classes.infrequent_access)] {
-            if p.data == 0 || p.parity == 0 || p.total() > 64 {
+            if p.data == 0 || p.total() > 64 {
                 return Err(self.invalid(format!(
-                    "class {name}: {}+{} needs k >= 1, m >= 1, k + m <= 64",
+                    "class {name}: {}+{} needs k >= 1 and k + m <= 64",
                     p.data, p.parity
                 )));
             }

@@ -47,6 +47,8 @@ fn meta(key: &str, version: VersionId, len: usize) -> ObjectMeta {
         version,
         size_bytes: len as u64,
         stripe_bytes: len as u32,
+        shard_bytes: len as u32,
+        ec: tessera_wire::EcProfile { data: 1, parity: 0 },
         stripe_count: 1,
         content_crc32c: 0,
         created_ms: 0,
@@ -180,7 +182,7 @@ fn main() -> anyhow::Result<()> {
                     anyhow::bail!("done");
                 }
                 let k = (tessera_wire::object_hash("r", &i.to_string()) % u64::from(shards)) as u32;
-                let r = e.get_shard("bench", &format!("r{k}"), None, StripeIndex(0), ShardIndex(0), None).await?;
+                let r = e.get_shard("bench", &format!("r{k}"), VersionId((u128::from(k) + 1) << 64), StripeIndex(0), ShardIndex(0), None).await?;
                 std::hint::black_box(&r.buf);
                 c.set(c.get() + 1);
                 Ok(())

@@ -15,8 +15,14 @@ use super::EngineError;
 pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 /// Shard records: shard_key(bucket, key, version, stripe, shard) → postcard(Loc).
 pub(crate) const SHARDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("shards");
-/// Versions with shards but no commit yet: obj_key → first-seen LSN.
+/// Versions with shards but no metadata record yet: obj_key → first-seen
+/// LSN. Dropped at restart: their writer never finished sending.
 pub(crate) const PENDING: TableDefinition<&[u8], u64> = TableDefinition::new("pending");
+/// Prepared versions (every stripe and the metadata durable, not served
+/// until committed): obj_key → postcard(ObjectMeta). Kept across restarts.
+pub(crate) const PREPARED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("prepared");
+/// Purged versions (tombstones): obj_key → LSN of the purge.
+pub(crate) const PURGED: TableDefinition<&[u8], u64> = TableDefinition::new("purged");
 /// Buckets: name → postcard(BucketInfo).
 pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 /// Segment table: segment → postcard(SegInfo).
@@ -72,9 +78,11 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, EngineError> {
 /// What applying one record did, for the answer to its writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Applied {
-    Shard { committed: bool },
+    Shard { prepared: bool },
+    Commit,
     Relocated { moved: bool },
     Delete { removed: Vec<VersionId>, marker: Option<VersionId> },
+    Purged { removed: bool },
     Bucket(BucketInfo),
 }
 
@@ -110,10 +118,15 @@ pub(crate) fn apply(
                 None => return Err(EngineError::NoSuchBucket { bucket: bucket.clone() }),
             };
             let okey = obj_key(bucket, key, *version);
-            let mut objects = txn.open_table(OBJECTS)?;
-            if objects.get(okey.as_slice())?.is_some() {
-                // The version is already committed: a retried write is a no-op.
-                return Ok(Applied::Shard { committed: meta.is_some() });
+            if txn.open_table(PURGED)?.get(okey.as_slice())?.is_some() {
+                return Err(EngineError::VersionPurged { key: key.clone(), version: *version });
+            }
+            drop(buckets);
+            let done = txn.open_table(OBJECTS)?.get(okey.as_slice())?.is_some()
+                || txn.open_table(PREPARED)?.get(okey.as_slice())?.is_some();
+            if done {
+                // Already prepared or committed: a retried write is a no-op.
+                return Ok(Applied::Shard { prepared: meta.is_some() });
             }
             let old = shards.insert(skey.as_slice(), encode(&loc)?.as_slice())?.map(|v| v.value().to_vec());
             if let Some(old) = old {
@@ -126,7 +139,7 @@ pub(crate) fn apply(
                 pending.insert(okey.as_slice(), lsn)?;
             }
             let Some(meta) = meta else {
-                return Ok(Applied::Shard { committed: false });
+                return Ok(Applied::Shard { prepared: false });
             };
             for s in 0..meta.stripe_count {
                 let k = shard_key(bucket, key, *version, s, shard.0);
@@ -135,8 +148,24 @@ pub(crate) fn apply(
                 }
             }
             pending.remove(okey.as_slice())?;
-            objects.insert(okey.as_slice(), encode(meta)?.as_slice())?;
-            drop((objects, shards, pending, buckets));
+            txn.open_table(PREPARED)?.insert(okey.as_slice(), encode(meta)?.as_slice())?;
+            let _ = binfo;
+            Ok(Applied::Shard { prepared: true })
+        }
+        RecordBody::Commit { bucket, key, version } => {
+            let okey = obj_key(bucket, key, *version);
+            let binfo: BucketInfo = match txn.open_table(BUCKETS)?.get(bucket.as_str())? {
+                Some(v) => decode("bucket", v.value())?,
+                None => return Err(EngineError::NoSuchBucket { bucket: bucket.clone() }),
+            };
+            if txn.open_table(OBJECTS)?.get(okey.as_slice())?.is_some() {
+                return Ok(Applied::Commit);
+            }
+            let meta = txn.open_table(PREPARED)?.remove(okey.as_slice())?.map(|v| v.value().to_vec());
+            let Some(meta) = meta else {
+                return Err(EngineError::NotPrepared { key: key.clone(), version: *version });
+            };
+            txn.open_table(OBJECTS)?.insert(okey.as_slice(), meta.as_slice())?;
             if !binfo.versioned {
                 // Unversioned: the newest version id wins; every other goes.
                 let versions = versions_of(txn, bucket, key)?;
@@ -146,7 +175,12 @@ pub(crate) fn apply(
                     }
                 }
             }
-            Ok(Applied::Shard { committed: true })
+            Ok(Applied::Commit)
+        }
+        RecordBody::Delete { bucket, key, version: Some(v), .. } => {
+            let removed = remove_version(txn, space, bucket, key, *v)?;
+            txn.open_table(PURGED)?.insert(obj_key(bucket, key, *v).as_slice(), lsn)?;
+            Ok(Applied::Purged { removed })
         }
         RecordBody::Delete { bucket, key, version, marker } => {
             let mut removed = Vec::new();
@@ -206,7 +240,7 @@ fn versions_of(txn: &WriteTransaction, bucket: &str, key: &str) -> Result<Vec<Ve
 }
 
 /// Remove a version's metadata and every shard record of it (committed or
-/// pending). Returns whether the version was committed.
+/// prepared or pending). Returns whether it was committed or prepared.
 pub(crate) fn remove_version(
     txn: &WriteTransaction,
     space: &mut Space,
@@ -215,7 +249,8 @@ pub(crate) fn remove_version(
     version: VersionId,
 ) -> Result<bool, EngineError> {
     let okey = obj_key(bucket, key, version);
-    let existed = txn.open_table(OBJECTS)?.remove(okey.as_slice())?.is_some();
+    let mut existed = txn.open_table(OBJECTS)?.remove(okey.as_slice())?.is_some();
+    existed |= txn.open_table(PREPARED)?.remove(okey.as_slice())?.is_some();
     txn.open_table(PENDING)?.remove(okey.as_slice())?;
     let mut shards = txn.open_table(SHARDS)?;
     let mut doomed = Vec::new();
@@ -255,13 +290,15 @@ impl Reader {
         }
     }
 
-    /// The metadata of a version, or of the newest version (which may be a
-    /// delete marker: the caller decides what a marker means).
+    /// The committed metadata of a version, or of the newest committed
+    /// version not in `exclude` (which may be a delete marker: the caller
+    /// decides what a marker means).
     pub(crate) fn meta(
         &self,
         bucket: &str,
         key: &str,
         version: Option<VersionId>,
+        exclude: &[VersionId],
     ) -> Result<Option<ObjectMeta>, EngineError> {
         let objects = self.txn.open_table(OBJECTS)?;
         if let Some(v) = version {
@@ -271,12 +308,84 @@ impl Reader {
             };
         }
         let prefix = key_prefix(bucket, key);
-        let Some(row) = objects.range(prefix.as_slice()..)?.next() else { return Ok(None) };
-        let (k, m) = row?;
-        if !k.value().starts_with(&prefix) || k.value().len() != prefix.len() + 16 {
-            return Ok(None);
+        for row in objects.range(prefix.as_slice()..)? {
+            let (k, m) = row?;
+            if !k.value().starts_with(&prefix) || k.value().len() != prefix.len() + 16 {
+                return Ok(None);
+            }
+            let meta: ObjectMeta = decode("object meta", m.value())?;
+            if !exclude.contains(&meta.version) {
+                return Ok(Some(meta));
+            }
         }
-        Ok(Some(decode("object meta", m.value())?))
+        Ok(None)
+    }
+
+    /// The metadata of a prepared (not yet committed) version.
+    pub(crate) fn prepared(&self, bucket: &str, key: &str, version: VersionId) -> Result<Option<ObjectMeta>, EngineError> {
+        match self.txn.open_table(PREPARED)?.get(obj_key(bucket, key, version).as_slice())? {
+            Some(m) => Ok(Some(decode("object meta", m.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Purged versions of a key, newest first, at most `max`.
+    pub(crate) fn purged(&self, bucket: &str, key: &str, max: usize) -> Result<Vec<VersionId>, EngineError> {
+        let purged = self.txn.open_table(PURGED)?;
+        let prefix = key_prefix(bucket, key);
+        let mut out = Vec::new();
+        for row in purged.range(prefix.as_slice()..)? {
+            let (k, _) = row?;
+            let k = k.value();
+            if !k.starts_with(&prefix) || k.len() != prefix.len() + 16 || out.len() == max {
+                break;
+            }
+            let mut v = [0u8; 16];
+            v.copy_from_slice(&k[prefix.len()..]);
+            out.push(VersionId::from_desc_bytes(v));
+        }
+        Ok(out)
+    }
+
+    /// Every committed version of keys under `prefix` after `after`.
+    pub(crate) fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&(String, VersionId)>,
+        limit: u32,
+    ) -> Result<tessera_wire::ListVersionsOk, EngineError> {
+        let objects = self.txn.open_table(OBJECTS)?;
+        let mut lower = bucket.as_bytes().to_vec();
+        lower.push(0);
+        let bucket_len = bucket.len();
+        let mut upper = bucket.as_bytes().to_vec();
+        upper.push(1);
+        match after {
+            Some((k, v)) if k.as_str() >= prefix => {
+                lower = obj_key(bucket, k, *v);
+                lower.push(0); // strictly after
+            }
+            _ => lower.extend_from_slice(prefix.as_bytes()),
+        }
+        let mut out = tessera_wire::ListVersionsOk { entries: Vec::new(), truncated: false };
+        for row in objects.range(lower.as_slice()..upper.as_slice())? {
+            let (k, m) = row?;
+            let Some((key, _)) = split_obj_key(bucket_len, k.value()) else { continue };
+            if !key.starts_with(prefix) {
+                if key.as_str() > prefix {
+                    break;
+                }
+                continue;
+            }
+            if out.entries.len() == limit as usize {
+                out.truncated = true;
+                break;
+            }
+            let meta: ObjectMeta = decode("object meta", m.value())?;
+            out.entries.push(entry(key, &meta));
+        }
+        Ok(out)
     }
 
     pub(crate) fn shard(
@@ -358,20 +467,11 @@ impl Reader {
                     }
                 }
                 let meta: ObjectMeta = decode("object meta", m.value())?;
-                if meta.delete_marker {
-                    continue;
-                }
                 if out.entries.len() + out.common_prefixes.len() == limit as usize {
                     out.truncated = true;
                     break 'scan;
                 }
-                out.entries.push(ListEntry {
-                    key,
-                    version: meta.version,
-                    size_bytes: meta.size_bytes,
-                    created_ms: meta.created_ms,
-                    content_crc32c: meta.content_crc32c,
-                });
+                out.entries.push(entry(key, &meta));
             }
             match next_lower {
                 Some(nl) => lower = nl,
@@ -386,12 +486,26 @@ impl Reader {
     }
 }
 
+fn entry(key: String, meta: &ObjectMeta) -> ListEntry {
+    ListEntry {
+        key,
+        version: meta.version,
+        size_bytes: meta.size_bytes,
+        created_ms: meta.created_ms,
+        content_crc32c: meta.content_crc32c,
+        storage_class: meta.storage_class,
+        delete_marker: meta.delete_marker,
+    }
+}
+
 /// Create every table so readers never meet a missing one.
 pub(crate) fn create_tables(db: &redb::Database) -> Result<(), EngineError> {
     let txn = db.begin_write()?;
     txn.open_table(OBJECTS)?;
     txn.open_table(SHARDS)?;
     txn.open_table(PENDING)?;
+    txn.open_table(PREPARED)?;
+    txn.open_table(PURGED)?;
     txn.open_table(BUCKETS)?;
     txn.open_table(SEGMENTS)?;
     txn.open_table(STATE)?;

@@ -52,7 +52,7 @@ pub(crate) fn record_bytes(data_len: usize) -> usize {
 /// What a record says happened. Replaying records in LSN order rebuilds the index.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum RecordBody {
-    /// A shard of a stripe; with `meta`, it commits the version.
+    /// A shard of a stripe; with `meta`, it prepares the version.
     Shard {
         bucket: String,
         key: String,
@@ -63,10 +63,13 @@ pub(crate) enum RecordBody {
         /// Set by compaction: apply only if the index still points there.
         relocated_from: Option<Loc>,
     },
-    /// Remove a version, or the object (unversioned), or add a delete marker.
+    /// Purge a version (`Some`, leaving a tombstone); `None` removes every
+    /// version, or adds `marker`.
     Delete { bucket: String, key: String, version: Option<VersionId>, marker: Option<ObjectMeta> },
     /// Create a bucket.
     Bucket { info: BucketInfo },
+    /// Make a prepared version visible.
+    Commit { bucket: String, key: String, version: VersionId },
 }
 
 /// The fixed part of a record header, decoded.

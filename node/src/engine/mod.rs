@@ -80,8 +80,12 @@ pub enum EngineError {
     },
     #[error("payload crc32c {computed:#010x} does not match the writer's {sent:#010x}")]
     PayloadChecksum { sent: u32, computed: u32 },
-    #[error("commit of {key:?} arrived but stripe {missing_stripe} was never stored")]
+    #[error("metadata of {key:?} arrived but stripe {missing_stripe} was never stored")]
     IncompleteObject { key: String, missing_stripe: u32 },
+    #[error("commit of {key:?} version {version}, which is not prepared here")]
+    NotPrepared { key: String, version: VersionId },
+    #[error("{key:?} version {version} was purged here and cannot be written again")]
+    VersionPurged { key: String, version: VersionId },
     #[error("range {offset}+{len} is outside the shard of {shard_len} bytes")]
     InvalidRange { offset: u64, len: u64, shard_len: u64 },
     #[error("shard of {len_bytes} bytes exceeds the target's record limit of {max_bytes}")]
@@ -221,7 +225,9 @@ impl Engine {
     }
 
     /// Store one shard durably. `buf` comes from [`Engine::record_buffer`];
-    /// `shard_crc32c` is the writer's checksum, verified here first.
+    /// `shard_crc32c` is the writer's checksum, verified here first. With
+    /// `meta`, the version is prepared (returns true): durable, not served
+    /// until [`Engine::commit`].
     #[allow(clippy::too_many_arguments)]
     pub async fn put_shard(
         &self,
@@ -252,25 +258,41 @@ impl Engine {
             relocated_from: None,
         };
         match self.inner.write_record(body, buf, data_len, shard_crc32c, AllocClass::Normal).await? {
-            Applied::Shard { committed } => Ok(committed),
+            Applied::Shard { prepared } => Ok(prepared),
             other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
         }
     }
 
-    /// Read and verify one shard (or a range of it).
+    /// Make a prepared version visible (idempotent).
+    pub async fn commit(&self, bucket: &str, key: &str, version: VersionId) -> Result<(), EngineError> {
+        let body = RecordBody::Commit { bucket: bucket.to_owned(), key: key.to_owned(), version };
+        let buf = self.record_buffer(0)?;
+        match self.inner.write_record(body, buf, 0, 0, AllocClass::Reserve).await? {
+            Applied::Commit => Ok(()),
+            other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
+        }
+    }
+
+    /// Read and verify one shard (or a range of it) of a committed or
+    /// prepared version.
     #[allow(clippy::too_many_arguments)]
     pub async fn get_shard(
         &self,
         bucket: &str,
         key: &str,
-        version: Option<VersionId>,
+        version: VersionId,
         stripe: StripeIndex,
         shard: ShardIndex,
         range: Option<ByteRange>,
     ) -> Result<ShardRead, EngineError> {
         let (meta, loc) = {
             let reader = Reader::new(&self.inner.db)?;
-            let meta = self.visible_meta(&reader, bucket, key, version)?;
+            let meta = match self.visible_meta(&reader, bucket, key, Some(version)) {
+                Err(EngineError::NoSuchKey { .. }) => reader.prepared(bucket, key, version)?.ok_or_else(|| {
+                    EngineError::NoSuchKey { bucket: bucket.to_owned(), key: key.to_owned(), version: Some(version) }
+                })?,
+                other => other?,
+            };
             let loc = reader.shard(bucket, key, meta.version, stripe.0, shard.0)?.ok_or_else(|| {
                 EngineError::NoSuchShard {
                     bucket: bucket.to_owned(),
@@ -318,7 +340,7 @@ impl Engine {
         if reader.bucket(bucket)?.is_none() {
             return Err(EngineError::NoSuchBucket { bucket: bucket.to_owned() });
         }
-        let meta = reader.meta(bucket, key, version)?.ok_or_else(no_key)?;
+        let meta = reader.meta(bucket, key, version, &[])?.ok_or_else(no_key)?;
         if meta.delete_marker {
             return Err(no_key());
         }
@@ -329,6 +351,62 @@ impl Engine {
     pub fn head(&self, bucket: &str, key: &str, version: Option<VersionId>) -> Result<ObjectMeta, EngineError> {
         let reader = Reader::new(&self.inner.db)?;
         self.visible_meta(&reader, bucket, key, version)
+    }
+
+    /// This target's view of a key for a reader that merges several
+    /// targets: the newest committed version not in `exclude` (delete
+    /// markers included), or the given version committed or prepared; and
+    /// the versions purged here.
+    pub fn view(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<VersionId>,
+        exclude: &[VersionId],
+    ) -> Result<tessera_wire::HeadOk, EngineError> {
+        let reader = Reader::new(&self.inner.db)?;
+        if reader.bucket(bucket)?.is_none() {
+            return Err(EngineError::NoSuchBucket { bucket: bucket.to_owned() });
+        }
+        let purged = reader.purged(bucket, key, tessera_wire::limits::VERSION_LIST_MAX)?;
+        let committed = reader.meta(bucket, key, version, exclude)?;
+        if committed.is_some() {
+            return Ok(tessera_wire::HeadOk { meta: committed, committed: true, purged });
+        }
+        let prepared = match version {
+            Some(v) => reader.prepared(bucket, key, v)?,
+            None => None,
+        };
+        Ok(tessera_wire::HeadOk { meta: prepared, committed: false, purged })
+    }
+
+    /// Purge one version: remove it (committed, prepared or pending) and
+    /// keep a tombstone so it is never written or served here again.
+    pub async fn purge(&self, bucket: &str, key: &str, version: VersionId) -> Result<bool, EngineError> {
+        if Reader::new(&self.inner.db)?.bucket(bucket)?.is_none() {
+            return Err(EngineError::NoSuchBucket { bucket: bucket.to_owned() });
+        }
+        let body = RecordBody::Delete { bucket: bucket.to_owned(), key: key.to_owned(), version: Some(version), marker: None };
+        let buf = self.record_buffer(0)?;
+        match self.inner.write_record(body, buf, 0, 0, AllocClass::Reserve).await? {
+            Applied::Purged { removed } => Ok(removed),
+            other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
+        }
+    }
+
+    /// Every committed version under a prefix.
+    pub fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&(String, VersionId)>,
+        limit: u32,
+    ) -> Result<tessera_wire::ListVersionsOk, EngineError> {
+        let reader = Reader::new(&self.inner.db)?;
+        if reader.bucket(bucket)?.is_none() {
+            return Err(EngineError::NoSuchBucket { bucket: bucket.to_owned() });
+        }
+        reader.list_versions(bucket, prefix, after, limit)
     }
 
     /// Delete a version, or the object (see the wire `DeleteObject` docs).
@@ -347,6 +425,8 @@ impl Engine {
             version: marker_version,
             size_bytes: 0,
             stripe_bytes: 0,
+            shard_bytes: 0,
+            ec: tessera_wire::EcProfile { data: 1, parity: 1 },
             stripe_count: 0,
             content_crc32c: 0,
             created_ms: marker_version.millis(),
@@ -360,6 +440,7 @@ impl Engine {
         let buf = self.record_buffer(0)?;
         match self.inner.write_record(body, buf, 0, 0, AllocClass::Reserve).await? {
             Applied::Delete { removed, marker } => Ok((removed, marker)),
+            Applied::Purged { removed } => Ok((if removed { version.into_iter().collect() } else { Vec::new() }, None)),
             other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
         }
     }

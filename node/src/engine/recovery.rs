@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use redb::ReadableTable;
 
-use super::index::{self, Applied, SEGMENTS, STATE};
+use super::index::{self, SEGMENTS, STATE};
 use super::layout::{decode_record_header, decode_segment_header, record_bytes, Loc, RecordBody, Superblock};
 use super::space::{SegInfo, SegState, Space};
 use super::{Engine, EngineConfig, EngineError, Inner};
@@ -220,8 +220,7 @@ pub(super) async fn open(cfg: EngineConfig, io: Io, pool: BufPool) -> Result<Eng
         txn.set_durability(redb::Durability::None);
         for (lsn, loc, body) in &records {
             match index::apply(&txn, &mut space, *lsn, *loc, body) {
-                Ok(Applied::Shard { .. } | Applied::Relocated { .. } | Applied::Delete { .. } | Applied::Bucket(_)) => {
-                }
+                Ok(_) => {}
                 // The writer got the same error when it happened.
                 Err(e) => tracing::debug!(lsn, error = %e, "replayed record was refused again"),
             }

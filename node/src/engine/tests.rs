@@ -78,6 +78,8 @@ pub(crate) async fn put(
         version,
         size_bytes: data.len() as u64,
         stripe_bytes: STRIPE as u32,
+        shard_bytes: STRIPE as u32,
+        ec: tessera_wire::EcProfile { data: 1, parity: 0 },
         stripe_count: stripes as u32,
         content_crc32c: crc32c::crc32c(data),
         created_ms: version.millis(),
@@ -89,11 +91,11 @@ pub(crate) async fn put(
     };
     let chunks: Vec<&[u8]> = if data.is_empty() { vec![&[][..]] } else { data.chunks(STRIPE).collect() };
     let last = chunks.len() - 1;
-    let mut committed = false;
+    let mut prepared = false;
     for (i, chunk) in chunks.into_iter().enumerate() {
         let mut buf = engine.record_buffer(chunk.len())?;
         buf.as_mut_slice()[ALIGN_BYTES..ALIGN_BYTES + chunk.len()].copy_from_slice(chunk);
-        committed = engine
+        prepared = engine
             .put_shard(
                 bucket,
                 key,
@@ -107,14 +109,17 @@ pub(crate) async fn put(
             )
             .await?;
     }
-    Ok(committed)
+    if prepared {
+        engine.commit(bucket, key, version).await?;
+    }
+    Ok(prepared)
 }
 
 pub(crate) async fn get(engine: &Engine, bucket: &str, key: &str) -> Result<Vec<u8>, EngineError> {
     let meta = engine.head(bucket, key, None)?;
     let mut out = Vec::new();
     for s in 0..meta.stripe_count {
-        let r = engine.get_shard(bucket, key, Some(meta.version), StripeIndex(s), ShardIndex(0), None).await?;
+        let r = engine.get_shard(bucket, key, meta.version, StripeIndex(s), ShardIndex(0), None).await?;
         out.extend_from_slice(&r.buf.as_slice()[r.range.clone()]);
     }
     Ok(out)
@@ -387,7 +392,7 @@ fn a_version_without_its_commit_is_never_served_and_is_dropped() {
     });
     incarnation(Backend::Psync, &cfg, async |e: Engine| {
         assert_eq!(get(&e, "b1", "k").await.expect("v1"), content(1, 100));
-        assert!(e.get_shard("b1", "k", Some(VersionId(2 << 64)), StripeIndex(0), ShardIndex(0), None).await.is_err());
+        assert!(e.get_shard("b1", "k", VersionId(2 << 64), StripeIndex(0), ShardIndex(0), None).await.is_err());
     });
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,0 +1,303 @@
+//! The read path. `resolve` decides which version a read serves: it asks
+//! every target of the group and waits for at least a read quorum of
+//! answers (enough to meet every set that satisfied the write rule), then
+//! takes the newest committed version no answer reports as purged.
+//! `fetch_stripe` reads the data shards covering a range (the code is
+//! systematic: no decoding when they are healthy), and after `hedge_ms`
+//! or on any failure asks every shard in full and decodes from the first k.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use reed_solomon_simd::ReedSolomonDecoder;
+use tessera_wire::stripe::StripeSlice;
+use tessera_wire::{
+    ByteRange, GetShard, Head, HeadOk, ObjectMeta, Request, Response, ShardIndex, StripeIndex, TargetId, VersionId,
+};
+use tokio::task::JoinSet;
+
+use crate::client::unexpected;
+use crate::view::MapView;
+use crate::{Client, ClientError};
+
+async fn head_one(
+    client: Client,
+    addr: std::net::SocketAddr,
+    req: Request,
+    epoch: u64,
+) -> Result<HeadOk, ClientError> {
+    match client.inner.transport.call(addr, &req, &[], epoch).await?.response {
+        Response::HeadOk(h) => Ok(h),
+        other => Err(unexpected("head", other)),
+    }
+}
+
+/// Ask every target; return the answers once a quorum answered and either
+/// everyone did or the hedge delay passed.
+async fn head_round(
+    client: &Client,
+    view: &MapView,
+    targets: &[TargetId],
+    bucket: &str,
+    key: &str,
+    version: Option<VersionId>,
+    exclude: &[VersionId],
+    quorum: usize,
+) -> Result<Vec<HeadOk>, ClientError> {
+    let mut set = JoinSet::new();
+    for &target in targets {
+        let addr = view.addr(target)?;
+        let req = Request::Head(Head {
+            target,
+            bucket: bucket.into(),
+            key: key.into(),
+            version,
+            exclude: exclude.to_vec(),
+        });
+        set.spawn(head_one(client.clone(), addr, req, view.map.epoch));
+    }
+    let hedge = Duration::from_millis(client.inner.cfg.hedge_ms);
+    let deadline = Instant::now() + Duration::from_millis(client.inner.cfg.request_timeout_ms);
+    let mut answers = Vec::new();
+    let mut errors = Vec::new();
+    let mut quorum_at: Option<Instant> = None;
+    while !set.is_empty() {
+        let limit = match quorum_at {
+            Some(t) => (t + hedge).min(deadline),
+            None => deadline,
+        };
+        let next = tokio::time::timeout_at(limit.into(), set.join_next()).await;
+        match next {
+            Err(_) => break,
+            Ok(None) => break,
+            Ok(Some(Ok(Ok(h)))) => answers.push(h),
+            Ok(Some(Ok(Err(e @ (ClientError::NoSuchBucket { .. } | ClientError::StaleMap { .. }))))) => return Err(e),
+            Ok(Some(Ok(Err(e)))) => errors.push(e.to_string()),
+            Ok(Some(Err(e))) => errors.push(e.to_string()),
+        }
+        if quorum_at.is_none() && answers.len() >= quorum {
+            quorum_at = Some(Instant::now());
+        }
+    }
+    set.abort_all();
+    if answers.len() < quorum {
+        return Err(ClientError::Unavailable {
+            detail: format!(
+                "{bucket}/{key}: {} of {} targets answered, {quorum} needed to be sure of the latest version: {}",
+                answers.len(),
+                targets.len(),
+                errors.join("; ")
+            ),
+        });
+    }
+    Ok(answers)
+}
+
+/// The metadata of the version a read serves.
+pub(crate) async fn resolve(
+    client: &Client,
+    view: &MapView,
+    bucket: &str,
+    key: &str,
+    version: Option<VersionId>,
+) -> Result<ObjectMeta, ClientError> {
+    let pg = view.placement.pg_of(bucket, key);
+    let targets = view.placement.targets(pg).to_vec();
+    let quorum = view.read_quorum(pg);
+    let no_key = |detail: String| ClientError::NoSuchKey { detail };
+    let mut exclude: Vec<VersionId> = Vec::new();
+    for round in 0..4 {
+        let answers = head_round(client, view, &targets, bucket, key, version, &exclude, quorum).await?;
+        let purged: BTreeSet<VersionId> = answers.iter().flat_map(|a| a.purged.iter().copied()).collect();
+        if let Some(v) = version {
+            if purged.contains(&v) {
+                return Err(no_key(format!("{bucket}/{key} version {v} was deleted")));
+            }
+            let committed = answers.iter().any(|a| a.committed && a.meta.as_ref().is_some_and(|m| m.version == v));
+            let meta = answers.iter().find_map(|a| a.meta.clone().filter(|m| m.version == v));
+            return match meta {
+                Some(m) if committed && !m.delete_marker => Ok(m),
+                Some(m) if committed => Err(no_key(format!("{bucket}/{key} version {} is a delete marker", m.version))),
+                _ => Err(no_key(format!("no such key {bucket}/{key} version {v}"))),
+            };
+        }
+        let stale = answers.iter().any(|a| a.meta.as_ref().is_some_and(|m| purged.contains(&m.version)));
+        if stale && round < 3 {
+            exclude = purged.iter().copied().take(tessera_wire::limits::VERSION_LIST_MAX).collect();
+            continue;
+        }
+        let newest = answers
+            .into_iter()
+            .filter(|a| a.committed)
+            .filter_map(|a| a.meta)
+            .filter(|m| !purged.contains(&m.version))
+            .max_by_key(|m| m.version);
+        return match newest {
+            Some(m) if m.delete_marker => Err(no_key(format!("no such key {bucket}/{key} (deleted)"))),
+            Some(m) => {
+                client.observe(m.version);
+                Ok(m)
+            }
+            None => Err(no_key(format!("no such key {bucket}/{key}"))),
+        };
+    }
+    Err(ClientError::Unavailable { detail: format!("{bucket}/{key}: versions kept changing while resolving") })
+}
+
+/// One shard (or range of it), checked end to end.
+async fn get_shard(
+    client: Client,
+    addr: std::net::SocketAddr,
+    req: GetShard,
+    epoch: u64,
+) -> Result<Vec<u8>, ClientError> {
+    let (version, what) = (req.version, format!("{}/{} stripe {} shard {}", req.bucket, req.key, req.stripe.0, req.shard.0));
+    let mut reply = client.inner.transport.call(addr, &Request::GetShard(req), &[], epoch).await?;
+    let Response::GetShardOk(ok) = &reply.response else {
+        return Err(unexpected("get shard", reply.response));
+    };
+    let (expected, got_version) = (ok.payload_crc32c, ok.meta.version);
+    if got_version != version {
+        return Err(ClientError::Integrity { what: format!("{what}: wrong version {got_version}"), expected: 0, computed: 0 });
+    }
+    let data = client.inner.transport.read_payload(&mut reply, addr).await?;
+    let computed = crc32c::crc32c(&data);
+    if computed != expected {
+        return Err(ClientError::Integrity { what, expected, computed });
+    }
+    Ok(data)
+}
+
+/// The bytes `slice.within` of one stripe of `meta`.
+pub(crate) async fn fetch_stripe(
+    client: &Client,
+    view: &MapView,
+    bucket: &str,
+    key: &str,
+    meta: &ObjectMeta,
+    slice: StripeSlice,
+) -> Result<Vec<u8>, ClientError> {
+    let pg = view.placement.pg_of(bucket, key);
+    let targets = view.placement.targets(pg).to_vec();
+    let (k, m) = (usize::from(meta.ec.data), usize::from(meta.ec.parity));
+    let l = u64::from(slice.shard_len);
+    let request = |i: usize, range: Option<ByteRange>| -> Result<(std::net::SocketAddr, GetShard), ClientError> {
+        let target = *targets.get(i).ok_or_else(|| ClientError::Unavailable { detail: format!("no target for shard {i}") })?;
+        Ok((
+            view.addr(target)?,
+            GetShard {
+                target,
+                bucket: bucket.into(),
+                key: key.into(),
+                version: meta.version,
+                stripe: StripeIndex(slice.stripe),
+                shard: ShardIndex(i as u16),
+                range,
+            },
+        ))
+    };
+    // Fast path: only the data shards covering the range, only the bytes.
+    let mut fast = JoinSet::new();
+    for i in slice.shards.clone() {
+        let lo = slice.within.start.max(i as u64 * l) - i as u64 * l;
+        let hi = slice.within.end.min((i as u64 + 1) * l) - i as u64 * l;
+        let (addr, req) = request(i, Some(ByteRange { offset: lo, len: hi - lo }))?;
+        let c = client.clone();
+        let epoch = view.map.epoch;
+        fast.spawn(async move { (i, get_shard(c, addr, req, epoch).await) });
+    }
+    let hedge = Duration::from_millis(client.inner.cfg.hedge_ms);
+    let mut parts: Vec<Option<Vec<u8>>> = vec![None; k];
+    let mut failed = Vec::new();
+    let until = Instant::now() + hedge;
+    while !fast.is_empty() {
+        match tokio::time::timeout_at(until.into(), fast.join_next()).await {
+            Ok(Some(Ok((i, Ok(bytes))))) => parts[i] = Some(bytes),
+            Ok(Some(Ok((i, Err(e))))) => {
+                if matches!(e, ClientError::StaleMap { .. }) {
+                    return Err(e);
+                }
+                failed.push(format!("shard {i}: {e}"));
+                break;
+            }
+            Ok(Some(Err(e))) => {
+                failed.push(e.to_string());
+                break;
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if fast.is_empty() && failed.is_empty() {
+        let mut out = Vec::with_capacity((slice.within.end - slice.within.start) as usize);
+        for i in slice.shards.clone() {
+            out.extend_from_slice(parts[i].as_deref().unwrap_or_default());
+        }
+        return Ok(out);
+    }
+    // Hedge / degraded path: every shard in full, decode from the first k
+    // (keeping fast-path answers that still arrive).
+    let mut full = JoinSet::new();
+    for i in 0..k + m {
+        let (addr, req) = request(i, None)?;
+        let c = client.clone();
+        let epoch = view.map.epoch;
+        full.spawn(async move { (i, get_shard(c, addr, req, epoch).await) });
+    }
+    fast.abort_all();
+    let mut shards: Vec<Option<Vec<u8>>> = vec![None; k + m];
+    let mut have = 0;
+    while have < k {
+        match full.join_next().await {
+            Some(Ok((i, Ok(bytes)))) if bytes.len() as u64 == l => {
+                shards[i] = Some(bytes);
+                have += 1;
+            }
+            Some(Ok((i, Ok(bytes)))) => failed.push(format!("shard {i}: {} bytes, expected {l}", bytes.len())),
+            Some(Ok((i, Err(e)))) => failed.push(format!("shard {i}: {e}")),
+            Some(Err(e)) => failed.push(e.to_string()),
+            None => break,
+        }
+    }
+    full.abort_all();
+    if have < k {
+        return Err(ClientError::Unavailable {
+            detail: format!(
+                "{bucket}/{key} stripe {}: {have} of {} shards readable, {k} needed: {}",
+                slice.stripe,
+                k + m,
+                failed.join("; ")
+            ),
+        });
+    }
+    let data = reconstruct(&mut shards, k, m, l as usize)?;
+    Ok(data[slice.within.start as usize..slice.within.end as usize].to_vec())
+}
+
+/// Rebuild the k data shards from any k of the k + m and return the stripe
+/// (data shards concatenated). No decoding when the data shards are all here.
+pub fn reconstruct(shards: &mut [Option<Vec<u8>>], k: usize, m: usize, len: usize) -> Result<Vec<u8>, ClientError> {
+    if shards[..k].iter().any(|s| s.is_none()) {
+        let rs = |e: reed_solomon_simd::Error| ClientError::Config { detail: format!("erasure decoding: {e}") };
+        let mut dec = ReedSolomonDecoder::new(k, m, len).map_err(rs)?;
+        for (i, s) in shards.iter().enumerate() {
+            if let Some(s) = s {
+                if i < k {
+                    dec.add_original_shard(i, s).map_err(rs)?;
+                } else {
+                    dec.add_recovery_shard(i - k, s).map_err(rs)?;
+                }
+            }
+        }
+        let out = dec.decode().map_err(rs)?;
+        let restored: Vec<(usize, Vec<u8>)> = out.restored_original_iter().map(|(i, s)| (i, s.to_vec())).collect();
+        drop(out);
+        for (i, s) in restored {
+            shards[i] = Some(s);
+        }
+    }
+    let mut data = Vec::with_capacity(k * len);
+    for s in &shards[..k] {
+        data.extend_from_slice(s.as_deref().unwrap_or_default());
+    }
+    Ok(data)
+}

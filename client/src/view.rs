@@ -1,0 +1,58 @@
+//! A cluster map ready for routing: the map, its placement table and the
+//! address of every target. Built once per epoch.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use tessera_wire::{ClusterMap, Geometry, Placement, StorageClass, TargetId, TargetLoc};
+
+use crate::ClientError;
+
+/// The map a client routes by.
+#[derive(Debug)]
+pub struct MapView {
+    /// The map.
+    pub map: ClusterMap,
+    /// Its placement table.
+    pub placement: Placement,
+    /// Where every target is.
+    pub locs: BTreeMap<TargetId, TargetLoc>,
+}
+
+impl MapView {
+    /// Build (and check) the placement of a map.
+    pub fn new(map: ClusterMap) -> Result<MapView, ClientError> {
+        map.validate()?;
+        let placement = Placement::build(&map)
+            .map_err(|e| ClientError::Unavailable { detail: format!("map epoch {} does not place: {e}", map.epoch) })?;
+        let locs = map.targets();
+        Ok(MapView { map, placement, locs })
+    }
+
+    /// Address of the core owning a target.
+    pub fn addr(&self, target: TargetId) -> Result<SocketAddr, ClientError> {
+        self.locs.get(&target).map(|l| l.addr).ok_or_else(|| ClientError::Unavailable {
+            detail: format!("target {target} is not in map epoch {}", self.map.epoch),
+        })
+    }
+
+    /// Zone name of a target.
+    pub fn zone_name(&self, target: TargetId) -> &str {
+        self.locs.get(&target).and_then(|l| self.map.zones.get(l.zone)).map(|z| z.name.as_str()).unwrap_or("?")
+    }
+
+    /// The write-rule geometry of a group for a class.
+    pub fn geometry(&self, pg: u32, class: StorageClass) -> Geometry {
+        Geometry::of(&self.map, &self.placement, pg, self.map.classes.of(class))
+    }
+
+    /// Answers a reader needs from a group to see every acknowledged
+    /// version, whatever its class.
+    pub fn read_quorum(&self, pg: u32) -> usize {
+        [StorageClass::Standard, StorageClass::InfrequentAccess]
+            .into_iter()
+            .map(|c| self.geometry(pg, c).read_quorum())
+            .max()
+            .unwrap_or(1)
+    }
+}

@@ -1,0 +1,393 @@
+//! The write path. The source is cut into stripes of k × shard_bytes (one
+//! short stripe for objects up to `inline_bytes_max`), each encoded with
+//! reed-solomon-simd into k data + m parity shards; shard i of every stripe
+//! goes to target i of the placement group through its own lane (a task
+//! with a small queue), so encoding, sending and the nodes' disk writes
+//! overlap while memory stays bounded by a few stripes. The last stripe
+//! carries the metadata record, which prepares the version on the target.
+//! `WriteTracker` (tessera-wire) decides when to commit and when to ack;
+//! lanes still running at the ack finish in the background.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reed_solomon_simd::ReedSolomonEncoder;
+use tessera_wire::stripe::shard_len_for;
+use tessera_wire::{
+    check_meta, validate_bucket_name, validate_key, CommitVersion, ObjectMeta, Opcode, PutShard, Request, Response,
+    ShardIndex, ShardState, StripeIndex, TargetId, VersionId, WriteStep, WriteTracker,
+};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::client::now_ms;
+use crate::view::MapView;
+use crate::{Client, ClientError, PutOptions, PutReceipt};
+
+/// One shard of one stripe, on its way to a lane.
+struct Item {
+    stripe: u32,
+    data: Bytes,
+    meta: Option<ObjectMeta>,
+}
+
+type Event = (usize, Result<ShardState, ClientError>);
+
+async fn read_up_to(source: &mut (impl AsyncRead + Unpin), want: usize) -> Result<Vec<u8>, ClientError> {
+    let mut buf = vec![0u8; want];
+    let mut filled = 0;
+    while filled < want {
+        let n = source.read(&mut buf[filled..]).await.map_err(ClientError::Source)?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+/// Encode one stripe: data shards are slices of the zero-padded stripe,
+/// parity shards slices of one buffer. Returns (shard length, shards).
+pub fn encode_stripe(
+    encoder: &mut Option<ReedSolomonEncoder>,
+    mut data: Vec<u8>,
+    k: usize,
+    m: usize,
+) -> Result<(usize, Vec<Bytes>), ClientError> {
+    let shard_len = shard_len_for(data.len() as u64, k as u8) as usize;
+    let mut shards = Vec::with_capacity(k + m);
+    if shard_len == 0 {
+        return Ok((0, vec![Bytes::new(); k + m]));
+    }
+    data.resize(k * shard_len, 0);
+    let mut parity = Vec::with_capacity(m * shard_len);
+    if m > 0 {
+        let rs_err = |e: reed_solomon_simd::Error| ClientError::Config { detail: format!("erasure coding: {e}") };
+        let enc = match encoder.as_mut() {
+            Some(e) => {
+                e.reset(k, m, shard_len).map_err(rs_err)?;
+                e
+            }
+            None => encoder.insert(ReedSolomonEncoder::new(k, m, shard_len).map_err(rs_err)?),
+        };
+        for chunk in data.chunks(shard_len) {
+            enc.add_original_shard(chunk).map_err(rs_err)?;
+        }
+        let out = enc.encode().map_err(rs_err)?;
+        for r in out.recovery_iter() {
+            parity.extend_from_slice(r);
+        }
+    }
+    let data = Bytes::from(data);
+    let parity = Bytes::from(parity);
+    for i in 0..k {
+        shards.push(data.slice(i * shard_len..(i + 1) * shard_len));
+    }
+    for i in 0..m {
+        shards.push(parity.slice(i * shard_len..(i + 1) * shard_len));
+    }
+    Ok((shard_len, shards))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn lane(
+    client: Client,
+    addr: std::net::SocketAddr,
+    target: TargetId,
+    shard: usize,
+    bucket: String,
+    key: String,
+    version: VersionId,
+    epoch: u64,
+    mut items: mpsc::Receiver<Item>,
+    events: mpsc::UnboundedSender<Event>,
+    mut commit: watch::Receiver<bool>,
+) {
+    let t = &client.inner.transport;
+    let mut prepared = false;
+    while let Some(item) = items.recv().await {
+        let req = Request::PutShard(PutShard {
+            target,
+            bucket: bucket.clone(),
+            key: key.clone(),
+            version,
+            stripe: StripeIndex(item.stripe),
+            shard: ShardIndex(shard as u16),
+            shard_crc32c: crc32c::crc32c(&item.data),
+            meta: item.meta,
+        });
+        match t.call(addr, &req, &item.data, epoch).await {
+            Ok(reply) => match reply.response {
+                Response::PutShardOk(ok) => prepared |= ok.prepared,
+                other => {
+                    let _ = events.send((shard, Err(crate::client::unexpected("put shard", other))));
+                    return;
+                }
+            },
+            Err(e) => {
+                let _ = events.send((shard, Err(e)));
+                return;
+            }
+        }
+    }
+    if !prepared {
+        let detail = format!("shard {shard} on {target} was abandoned before its last stripe (too slow)");
+        let _ = events.send((shard, Err(ClientError::Unavailable { detail })));
+        return;
+    }
+    let _ = events.send((shard, Ok(ShardState::Prepared)));
+    if commit.wait_for(|c| *c).await.is_err() {
+        return; // aborted
+    }
+    let req = Request::Commit(CommitVersion { target, bucket, key, version });
+    let r = match t.call(addr, &req, &[], epoch).await {
+        Ok(reply) if matches!(reply.response, Response::CommitOk(_)) => Ok(ShardState::Committed),
+        Ok(reply) => Err(crate::client::unexpected("commit", reply.response)),
+        Err(e) => Err(e),
+    };
+    let _ = events.send((shard, r));
+}
+
+/// Store one version (an object, or a delete marker with `delete_marker`).
+pub(crate) async fn put(
+    client: &Client,
+    view: &MapView,
+    bucket: &str,
+    key: &str,
+    source: &mut (impl AsyncRead + Unpin + Send),
+    opts: PutOptions,
+    delete_marker: bool,
+) -> Result<PutReceipt, ClientError> {
+    validate_bucket_name(bucket)?;
+    validate_key(key)?;
+    let cfg = &client.inner.cfg;
+    let binfo = client.bucket(bucket).await?;
+    let class = opts.storage_class.unwrap_or(binfo.storage_class);
+    let profile = view.map.classes.of(class);
+    let (k, m) = (usize::from(profile.data), usize::from(profile.parity));
+    let pg = view.placement.pg_of(bucket, key);
+    let targets = view.placement.targets(pg).to_vec();
+    if targets.len() != k + m {
+        return Err(ClientError::Unavailable {
+            detail: format!("class {class:?} is {k}+{m} but groups have {} targets", targets.len()),
+        });
+    }
+    let geom = view.geometry(pg, class);
+    let version = client.new_version();
+    let epoch = view.map.epoch;
+    let mut meta = ObjectMeta {
+        key: key.to_owned(),
+        version,
+        size_bytes: 0,
+        stripe_bytes: 0,
+        shard_bytes: 0,
+        ec: profile,
+        stripe_count: 0,
+        content_crc32c: 0,
+        created_ms: now_ms(),
+        content_type: opts.content_type.clone(),
+        owner: cfg.owner.clone(),
+        user_meta: opts.user_meta.clone(),
+        storage_class: class,
+        delete_marker,
+    };
+    check_meta(Opcode::PutShard, &meta).map_err(|e| ClientError::Config { detail: format!("object metadata: {e}") })?;
+
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
+    let (commit_tx, commit_rx) = watch::channel(false);
+    let mut lanes: Vec<Option<mpsc::Sender<Item>>> = Vec::with_capacity(targets.len());
+    for (i, &target) in targets.iter().enumerate() {
+        let (tx, rx) = mpsc::channel(cfg.stripes_in_flight.max(1));
+        let addr = view.addr(target)?;
+        tokio::spawn(lane(
+            client.clone(),
+            addr,
+            target,
+            i,
+            bucket.to_owned(),
+            key.to_owned(),
+            version,
+            epoch,
+            rx,
+            ev_tx.clone(),
+            commit_rx.clone(),
+        ));
+        lanes.push(Some(tx));
+    }
+    drop(ev_tx);
+
+    // Encode and feed the lanes, reading one stripe ahead to know the last.
+    let inline_max = view.map.inline_bytes_max as usize;
+    let first = if delete_marker { Vec::new() } else { read_up_to(source, inline_max + 1).await? };
+    let full_shard = if first.len() <= inline_max {
+        shard_len_for(first.len() as u64, profile.data)
+    } else {
+        view.map.shard_bytes
+    };
+    let stripe_bytes = k * full_shard as usize;
+    let mut current = first;
+    if current.len() > inline_max && current.len() < stripe_bytes {
+        let more = read_up_to(source, stripe_bytes - current.len()).await?;
+        current.extend_from_slice(&more);
+    }
+    let mut encoder = None;
+    let mut crc = 0u32;
+    let mut size = 0u64;
+    let mut stripe = 0u32;
+    let zone_wait = Duration::from_millis(cfg.zone_wait_ms);
+    loop {
+        let next = if current.len() == stripe_bytes && stripe_bytes > inline_max {
+            read_up_to(source, stripe_bytes).await?
+        } else {
+            Vec::new()
+        };
+        let last = next.is_empty();
+        crc = crc32c::crc32c_append(crc, &current);
+        size += current.len() as u64;
+        let nonempty = !current.is_empty();
+        let (_, shards) = encode_stripe(&mut encoder, std::mem::take(&mut current), k, m)?;
+        let item_meta = if last {
+            meta.size_bytes = size;
+            meta.content_crc32c = crc;
+            if size > 0 {
+                meta.stripe_count = stripe + 1;
+                meta.shard_bytes = full_shard;
+                meta.stripe_bytes = stripe_bytes as u32;
+            }
+            check_meta(Opcode::PutShard, &meta)
+                .map_err(|e| ClientError::Config { detail: format!("object metadata: {e}") })?;
+            Some(meta.clone())
+        } else {
+            None
+        };
+        for (i, shard) in shards.into_iter().enumerate() {
+            let Some(tx) = &lanes[i] else { continue };
+            let item = Item { stripe, data: shard, meta: item_meta.clone() };
+            // A lane that cannot take a stripe for this long is dropped:
+            // its target is left to repair rather than stalling the upload.
+            match tokio::time::timeout(zone_wait, tx.send(item)).await {
+                Ok(Ok(())) => {}
+                _ => lanes[i] = None,
+            }
+        }
+        if last {
+            break;
+        }
+        let _ = nonempty;
+        current = next;
+        stripe += 1;
+    }
+    drop(lanes);
+
+    // Decide: commit when the prepared shards satisfy the rule, ack when
+    // the committed ones do.
+    let mut tracker = WriteTracker::new(geom.clone());
+    let deadline = Instant::now() + Duration::from_millis(cfg.request_timeout_ms);
+    let mut first_error: Option<ClientError> = None;
+    let mut last_progress = Instant::now();
+    loop {
+        let ev = tokio::time::timeout(zone_wait / 4 + Duration::from_millis(1), ev_rx.recv()).await;
+        match ev {
+            Ok(Some((i, r))) => {
+                last_progress = Instant::now();
+                match r {
+                    Ok(state) => tracker.set(i, state),
+                    Err(e) => {
+                        if matches!(e, ClientError::StaleMap { .. }) || first_error.is_none() {
+                            first_error = Some(e);
+                        }
+                        tracker.set(i, ShardState::Failed);
+                    }
+                }
+            }
+            Ok(None) => {
+                // Every lane has reported: whatever is still pending failed.
+                for i in 0..geom.shards() {
+                    if tracker.states()[i] == ShardState::Pending {
+                        tracker.set(i, ShardState::Failed);
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+        if last_progress.elapsed() >= zone_wait {
+            // Zones with nothing durable while others progress are down.
+            let states = tracker.states().to_vec();
+            let any_progress = states.iter().any(|s| matches!(s, ShardState::Prepared | ShardState::Committed));
+            for &z in geom.zones() {
+                let silent = (0..states.len())
+                    .filter(|&i| geom.zone(i) == z)
+                    .all(|i| matches!(states[i], ShardState::Pending | ShardState::Failed));
+                if silent && any_progress {
+                    tracker.zone_down(z);
+                }
+            }
+        }
+        match tracker.step() {
+            WriteStep::Wait if Instant::now() < deadline => {}
+            WriteStep::Wait | WriteStep::Fail => {
+                let _ = commit_tx.send(false);
+                drop(commit_tx);
+                abort(client, view, bucket, key, version);
+                if let Some(e @ ClientError::StaleMap { .. }) = first_error {
+                    return Err(e);
+                }
+                let states = tracker.states();
+                return Err(ClientError::Unavailable {
+                    detail: format!(
+                        "write of {bucket}/{key} version {version} cannot meet the zone rule (shard states {:?}){}",
+                        states,
+                        first_error.map(|e| format!("; first error: {e}")).unwrap_or_default()
+                    ),
+                });
+            }
+            WriteStep::Commit { .. } => {
+                let _ = commit_tx.send(true);
+            }
+            WriteStep::Ack { degraded } => {
+                let committed: Vec<TargetId> = tracker
+                    .states()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| **s == ShardState::Committed)
+                    .map(|(i, _)| targets[i])
+                    .collect();
+                let mut zones: Vec<String> = committed.iter().map(|t| view.zone_name(*t).to_owned()).collect();
+                zones.sort();
+                zones.dedup();
+                // Lanes still working keep the commit signal (it stays true).
+                tokio::spawn(async move {
+                    commit_tx.closed().await;
+                });
+                return Ok(PutReceipt {
+                    version,
+                    size_bytes: size,
+                    content_crc32c: crc,
+                    targets: committed,
+                    zones,
+                    map_epoch: epoch,
+                    storage_class: class,
+                    degraded,
+                });
+            }
+        }
+    }
+}
+
+/// Purge a version that will not be acknowledged, in the background: it
+/// was never committed anywhere, so no reader can have seen it.
+fn abort(client: &Client, view: &MapView, bucket: &str, key: &str, version: VersionId) {
+    let (client, bucket, key) = (client.clone(), bucket.to_owned(), key.to_owned());
+    let view = Arc::new(MapView {
+        map: view.map.clone(),
+        placement: view.placement.clone(),
+        locs: view.locs.clone(),
+    });
+    tokio::spawn(async move {
+        if let Err(e) = client.purge(&view, &bucket, &key, version).await {
+            tracing::debug!(error = %e, %version, "abort of a failed write left shards for the sweeper");
+        }
+    });
+}
