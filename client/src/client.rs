@@ -395,7 +395,11 @@ impl Client {
             None => (0, meta.size_bytes, true),
             Some(r) => {
                 if r.offset.checked_add(r.len).is_none_or(|end| end > meta.size_bytes) {
-                    return Err(ClientError::InvalidRange { offset: r.offset, len: r.len, size_bytes: meta.size_bytes });
+                    return Err(ClientError::InvalidRange {
+                        offset: r.offset,
+                        len: r.len,
+                        size_bytes: meta.size_bytes,
+                    });
                 }
                 (r.offset, r.len, false)
             }
@@ -437,8 +441,7 @@ impl Client {
         for (i, &target) in view.placement.targets(pg).iter().enumerate() {
             let addr = view.addr(target)?;
             let client = self.clone();
-            let req =
-                Request::Delete(DeleteObject { target, bucket: bucket.into(), key: key.into(), version });
+            let req = Request::Delete(DeleteObject { target, bucket: bucket.into(), key: key.into(), version });
             let epoch = view.map.epoch;
             tasks.push(tokio::spawn(async move { (i, client.inner.transport.call(addr, &req, &[], epoch).await) }));
         }
@@ -501,10 +504,11 @@ async fn fetch_map(transport: &Transport, addr: SocketAddr) -> Result<MapView, C
         return Err(unexpected("get map", reply.response));
     }
     if reply.payload_len > tessera_wire::map::MAP_BYTES_MAX {
-        return Err(ClientError::Unavailable { detail: format!("map of {} bytes from {addr} is too large", reply.payload_len) });
+        return Err(ClientError::Unavailable {
+            detail: format!("map of {} bytes from {addr} is too large", reply.payload_len),
+        });
     }
     let bytes = transport.read_payload(&mut reply, addr).await?;
     let map = tessera_wire::ClusterMap::from_postcard(&bytes)?;
     MapView::new(map)
 }
-

@@ -13,10 +13,7 @@ use tessera_wire::{ListEntry, ListOk, ListVersionsOk, VersionId};
 /// Merge version listings: (key ascending, version newest first), each
 /// (key, version) once, cut at `limit`; returns the page and where the next
 /// one starts.
-pub fn merge_version_pages(
-    pages: Vec<ListVersionsOk>,
-    limit: usize,
-) -> (Vec<ListEntry>, Option<(String, VersionId)>) {
+pub fn merge_version_pages(pages: Vec<ListVersionsOk>, limit: usize) -> (Vec<ListEntry>, Option<(String, VersionId)>) {
     let any_truncated = pages.iter().any(|p| p.truncated);
     let mut all: Vec<ListEntry> = pages.into_iter().flat_map(|p| p.entries).collect();
     all.sort_by(|a, b| a.key.cmp(&b.key).then(b.version.cmp(&a.version)));

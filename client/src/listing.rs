@@ -65,8 +65,14 @@ fn fallback_ok(e: &ClientError) -> bool {
     !matches!(e, ClientError::NoSuchBucket { .. } | ClientError::StaleMap { .. } | ClientError::Invalid(_))
 }
 
-pub(crate) async fn list(client: &Client, view: &MapView, bucket: &str, req: ListRequest) -> Result<ListPage, ClientError> {
-    let limit = req.limit.unwrap_or(tessera_wire::limits::LIST_LIMIT_MAX).clamp(1, tessera_wire::limits::LIST_LIMIT_MAX);
+pub(crate) async fn list(
+    client: &Client,
+    view: &MapView,
+    bucket: &str,
+    req: ListRequest,
+) -> Result<ListPage, ClientError> {
+    let limit =
+        req.limit.unwrap_or(tessera_wire::limits::LIST_LIMIT_MAX).clamp(1, tessera_wire::limits::LIST_LIMIT_MAX);
     let mut last = None;
     for targets in zone_order(client, view) {
         let make = |target| {

@@ -20,12 +20,7 @@ use crate::client::unexpected;
 use crate::view::MapView;
 use crate::{Client, ClientError};
 
-async fn head_one(
-    client: Client,
-    addr: std::net::SocketAddr,
-    req: Request,
-    epoch: u64,
-) -> Result<HeadOk, ClientError> {
+async fn head_one(client: Client, addr: std::net::SocketAddr, req: Request, epoch: u64) -> Result<HeadOk, ClientError> {
     match client.inner.transport.call(addr, &req, &[], epoch).await?.response {
         Response::HeadOk(h) => Ok(h),
         other => Err(unexpected("head", other)),
@@ -47,13 +42,8 @@ async fn head_round(
     let mut set = JoinSet::new();
     for &target in targets {
         let addr = view.addr(target)?;
-        let req = Request::Head(Head {
-            target,
-            bucket: bucket.into(),
-            key: key.into(),
-            version,
-            exclude: exclude.to_vec(),
-        });
+        let req =
+            Request::Head(Head { target, bucket: bucket.into(), key: key.into(), version, exclude: exclude.to_vec() });
         set.spawn(head_one(client.clone(), addr, req, view.map.epoch));
     }
     let hedge = Duration::from_millis(client.inner.cfg.hedge_ms);
@@ -151,14 +141,19 @@ async fn get_shard(
     req: GetShard,
     epoch: u64,
 ) -> Result<Vec<u8>, ClientError> {
-    let (version, what) = (req.version, format!("{}/{} stripe {} shard {}", req.bucket, req.key, req.stripe.0, req.shard.0));
+    let (version, what) =
+        (req.version, format!("{}/{} stripe {} shard {}", req.bucket, req.key, req.stripe.0, req.shard.0));
     let mut reply = client.inner.transport.call(addr, &Request::GetShard(req), &[], epoch).await?;
     let Response::GetShardOk(ok) = &reply.response else {
         return Err(unexpected("get shard", reply.response));
     };
     let (expected, got_version) = (ok.payload_crc32c, ok.meta.version);
     if got_version != version {
-        return Err(ClientError::Integrity { what: format!("{what}: wrong version {got_version}"), expected: 0, computed: 0 });
+        return Err(ClientError::Integrity {
+            what: format!("{what}: wrong version {got_version}"),
+            expected: 0,
+            computed: 0,
+        });
     }
     let data = client.inner.transport.read_payload(&mut reply, addr).await?;
     let computed = crc32c::crc32c(&data);
@@ -182,7 +177,8 @@ pub(crate) async fn fetch_stripe(
     let (k, m) = (usize::from(meta.ec.data), usize::from(meta.ec.parity));
     let l = u64::from(slice.shard_len);
     let request = |i: usize, range: Option<ByteRange>| -> Result<(std::net::SocketAddr, GetShard), ClientError> {
-        let target = *targets.get(i).ok_or_else(|| ClientError::Unavailable { detail: format!("no target for shard {i}") })?;
+        let target =
+            *targets.get(i).ok_or_else(|| ClientError::Unavailable { detail: format!("no target for shard {i}") })?;
         Ok((
             view.addr(target)?,
             GetShard {
@@ -259,6 +255,17 @@ pub(crate) async fn fetch_stripe(
         }
     }
     full.abort_all();
+    if have < k && failed.iter().any(|f| f.contains("checksum") || f.contains("integrity")) {
+        // Too few good shards because stored data is corrupt: say so.
+        return Err(ClientError::Corrupt {
+            detail: format!(
+                "{bucket}/{key} stripe {}: {have} of {} shards passed their checksums, {k} needed: {}",
+                slice.stripe,
+                k + m,
+                failed.join("; ")
+            ),
+        });
+    }
     if have < k {
         return Err(ClientError::Unavailable {
             detail: format!(

@@ -69,7 +69,8 @@ impl Transport {
         transport.send_window(64 * 1_048_576);
         transport.keep_alive_interval(Some(Duration::from_secs(1)));
         transport.max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(Duration::from_secs(5)).map_err(|e| ClientError::Config { detail: e.to_string() })?,
+            quinn::IdleTimeout::try_from(Duration::from_secs(5))
+                .map_err(|e| ClientError::Config { detail: e.to_string() })?,
         ));
         client_cfg.transport_config(Arc::new(transport));
         let bind: SocketAddr = "0.0.0.0:0".parse().map_err(|e| ClientError::Config { detail: format!("{e}") })?;
@@ -168,7 +169,13 @@ impl Transport {
         r
     }
 
-    async fn call_inner(&self, addr: SocketAddr, req: &Request, payload: &[u8], epoch: u64) -> Result<Reply, ClientError> {
+    async fn call_inner(
+        &self,
+        addr: SocketAddr,
+        req: &Request,
+        payload: &[u8],
+        epoch: u64,
+    ) -> Result<Reply, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_frame(id, req, payload.len() as u64, epoch)?;
         let conn = self.connection(addr).await?;

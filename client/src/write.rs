@@ -221,11 +221,8 @@ pub(crate) async fn put(
     // Encode and feed the lanes, reading one stripe ahead to know the last.
     let inline_max = view.map.inline_bytes_max as usize;
     let first = if delete_marker { Vec::new() } else { read_up_to(source, inline_max + 1).await? };
-    let full_shard = if first.len() <= inline_max {
-        shard_len_for(first.len() as u64, profile.data)
-    } else {
-        view.map.shard_bytes
-    };
+    let full_shard =
+        if first.len() <= inline_max { shard_len_for(first.len() as u64, profile.data) } else { view.map.shard_bytes };
     let stripe_bytes = k * full_shard as usize;
     let mut current = first;
     if current.len() > inline_max && current.len() < stripe_bytes {
@@ -331,7 +328,14 @@ pub(crate) async fn put(
                 let _ = commit_tx.send(false);
                 drop(commit_tx);
                 abort(client, view, bucket, key, version);
-                if let Some(e @ ClientError::StaleMap { .. }) = first_error {
+                // A refusal by the nodes (full, no bucket, map change) says
+                // more than "unavailable": pass it on as it is.
+                if let Some(e) = first_error.take_if(|e| {
+                    !matches!(
+                        e,
+                        ClientError::Connection { .. } | ClientError::Timeout { .. } | ClientError::Unavailable { .. }
+                    )
+                }) {
                     return Err(e);
                 }
                 let states = tracker.states();
@@ -380,11 +384,7 @@ pub(crate) async fn put(
 /// was never committed anywhere, so no reader can have seen it.
 fn abort(client: &Client, view: &MapView, bucket: &str, key: &str, version: VersionId) {
     let (client, bucket, key) = (client.clone(), bucket.to_owned(), key.to_owned());
-    let view = Arc::new(MapView {
-        map: view.map.clone(),
-        placement: view.placement.clone(),
-        locs: view.locs.clone(),
-    });
+    let view = Arc::new(MapView { map: view.map.clone(), placement: view.placement.clone(), locs: view.locs.clone() });
     tokio::spawn(async move {
         if let Err(e) = client.purge(&view, &bucket, &key, version).await {
             tracing::debug!(error = %e, %version, "abort of a failed write left shards for the sweeper");

@@ -68,8 +68,8 @@ impl MapState {
         targets.sort();
         let map = match &cfg.map {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| MapStateError::Io { path: path.clone(), source })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| MapStateError::Io { path: path.clone(), source })?;
                 ClusterMap::from_toml(&text)?
             }
             None => standalone_map(cfg),

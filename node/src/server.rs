@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use tessera_wire::limits::BODY_BYTES_MAX;
 use tessera_wire::{
-    decode_request, encode_frame, CommitOk, CoreStatus, DeleteOk, MapOk, ErrorBody, ErrorCode, FrameHeader, GetShardOk, NodeStatusOk,
-    Opcode, PutShardOk, Request, Response, TargetId, TargetStatus, FRAME_HEADER_LEN,
+    decode_request, encode_frame, CommitOk, CoreStatus, DeleteOk, ErrorBody, ErrorCode, FrameHeader, GetShardOk, MapOk,
+    NodeStatusOk, Opcode, PutShardOk, Request, Response, TargetId, TargetStatus, FRAME_HEADER_LEN,
 };
 
 use crate::engine::{Engine, EngineError};
@@ -188,7 +188,10 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
         let (code, detail) = if request_epoch < node_epoch {
             (ErrorCode::StaleEpoch, format!("request made with map epoch {request_epoch}; node has epoch {node_epoch}"))
         } else {
-            (ErrorCode::NodeBehind, format!("request made with map epoch {request_epoch}; node is at epoch {node_epoch}"))
+            (
+                ErrorCode::NodeBehind,
+                format!("request made with map epoch {request_epoch}; node is at epoch {node_epoch}"),
+            )
         };
         if payload_len > 0 {
             let _ = recv.stop(4u8.into());
@@ -302,8 +305,14 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
         Request::SetMap(_) => {
             let mut bytes = vec![0u8; payload_len as usize];
             if let Err(e) = recv.read_exact(&mut bytes).await {
-                bad_frame(ctx, send, recv, request_id, format!("map payload truncated: expected {payload_len} bytes: {e}"))
-                    .await;
+                bad_frame(
+                    ctx,
+                    send,
+                    recv,
+                    request_id,
+                    format!("map payload truncated: expected {payload_len} bytes: {e}"),
+                )
+                .await;
                 return None;
             }
             match ctx.map.install(&bytes) {
@@ -355,5 +364,10 @@ fn status(ctx: &CoreCtx) -> NodeStatusOk {
                 .collect(),
         })
         .collect();
-    NodeStatusOk { node: ctx.node_name.clone(), map_epoch: ctx.map.epoch(), version: env!("CARGO_PKG_VERSION").into(), cores }
+    NodeStatusOk {
+        node: ctx.node_name.clone(),
+        map_epoch: ctx.map.epoch(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        cores,
+    }
 }

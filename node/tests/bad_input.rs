@@ -59,8 +59,14 @@ async fn bad_frames_get_clear_errors_and_hurt_no_one_else() {
     good.put("good", "before", b"still here".to_vec()).await.unwrap();
 
     let conn = raw_connection(&dir.0, port).await;
-    let head = Request::Head(Head { target: TargetId(0), bucket: "good".into(), key: "before".into(), version: None });
-    let frame = encode_frame(7, &head, 0).unwrap();
+    let head = Request::Head(Head {
+        target: TargetId(0),
+        bucket: "good".into(),
+        key: "before".into(),
+        version: None,
+        exclude: vec![],
+    });
+    let frame = encode_frame(7, &head, 0, 1).unwrap();
 
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("truncated header", frame[..10].to_vec(), "truncated"),
@@ -162,17 +168,29 @@ async fn bad_frames_get_clear_errors_and_hurt_no_one_else() {
         shard_crc32c: 0,
         meta: None,
     });
-    let mut f = encode_frame(8, &put, 1_000).unwrap();
+    let mut f = encode_frame(8, &put, 1_000, 1).unwrap();
     f.extend_from_slice(&[1u8; 100]);
     let (code, detail) = send_raw(&conn, &f).await.expect("short payload reply");
     assert_eq!(code, ErrorCode::BadRequest);
     assert!(detail.contains("payload truncated"), "{detail}");
 
     // A put whose payload does not match its checksum.
-    let mut f = encode_frame(9, &put, 4).unwrap();
+    let mut f = encode_frame(9, &put, 4, 1).unwrap();
     f.extend_from_slice(b"abcd");
     let (code, _) = send_raw(&conn, &f).await.expect("crc reply");
     assert_eq!(code, ErrorCode::PayloadChecksumMismatch);
+
+    // Requests made with another map epoch than the node's (1) are refused
+    // before any target is touched, naming both epochs.
+    let (code, detail) = send_raw(&conn, &encode_frame(10, &head, 0, 0).unwrap()).await.expect("stale reply");
+    assert_eq!(code, ErrorCode::StaleEpoch);
+    assert!(detail.contains("epoch 0") && detail.contains("epoch 1"), "{detail}");
+    let (code, _) = send_raw(&conn, &encode_frame(11, &head, 0, 9).unwrap()).await.expect("ahead reply");
+    assert_eq!(code, ErrorCode::NodeBehind);
+    let mut f = encode_frame(12, &put, 4, 0).unwrap();
+    f.extend_from_slice(b"abcd");
+    let (code, _) = send_raw(&conn, &f).await.expect("stale put reply");
+    assert_eq!(code, ErrorCode::StaleEpoch);
 
     // A stalled stream: half a body, then silence. The node resets it after
     // its request timeout; meanwhile the good client is served.

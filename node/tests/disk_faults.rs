@@ -69,7 +69,7 @@ async fn a_full_target_says_so_keeps_serving_and_recovers_after_deletes() {
         assert_eq!(c.get("full", k, Default::default()).await.unwrap().bytes().await.unwrap(), content(k, 100_000));
     }
     for k in &stored[1..] {
-        c.delete("full", k, None).await.unwrap();
+        c.delete("full", k).await.unwrap();
     }
     let mut ok = false;
     for _ in 0..100 {

@@ -302,7 +302,14 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         for z in &map.zones {
             for n in &z.nodes {
                 let ports: Vec<String> = n.ports.iter().map(|p| p.to_string()).collect();
-                println!("  {} {}: quic {}:{{{}}}  log {}", z.name, n.name, n.host, ports.join(","), dir.join(&n.name).join("node.log").display());
+                println!(
+                    "  {} {}: quic {}:{{{}}}  log {}",
+                    z.name,
+                    n.name,
+                    n.host,
+                    ports.join(","),
+                    dir.join(&n.name).join("node.log").display()
+                );
             }
         }
         println!(

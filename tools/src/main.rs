@@ -368,7 +368,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             println!("content type:  {}", m.content_type.as_deref().unwrap_or("-"));
             println!("owner:         {}", m.owner);
             println!("storage class: {:?}", m.storage_class);
-            println!("stripes:       {} x {} bytes, {}+{} shards", m.stripe_count, m.stripe_bytes, m.ec.data, m.ec.parity);
+            println!(
+                "stripes:       {} x {} bytes, {}+{} shards",
+                m.stripe_count, m.stripe_bytes, m.ec.data, m.ec.parity
+            );
             let targets = c.targets_of(bucket, key);
             println!("targets:       {}", targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","));
             for (k, v) in &m.user_meta {

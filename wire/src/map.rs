@@ -218,10 +218,7 @@ impl ClusterMap {
 
     /// The node with this name, with its zone index.
     pub fn node(&self, name: &str) -> Option<(usize, &MapNode)> {
-        self.zones
-            .iter()
-            .enumerate()
-            .find_map(|(zi, z)| z.nodes.iter().find(|n| n.name == name).map(|n| (zi, n)))
+        self.zones.iter().enumerate().find_map(|(zi, z)| z.nodes.iter().find(|n| n.name == name).map(|n| (zi, n)))
     }
 
     /// Zones that can hold shards (have a target with nonzero weight).
@@ -249,17 +246,12 @@ impl ClusterMap {
         }
         let shard_max = crate::limits::SHARD_BYTES_MAX;
         if self.shard_bytes < 4_096 || u64::from(self.shard_bytes) > shard_max || self.shard_bytes % 64 != 0 {
-            return Err(self.invalid(format!(
-                "shard_bytes {} must be a multiple of 64 in 4096..={shard_max}",
-                self.shard_bytes
-            )));
+            return Err(self
+                .invalid(format!("shard_bytes {} must be a multiple of 64 in 4096..={shard_max}", self.shard_bytes)));
         }
         for (name, p) in [("standard", self.classes.standard), ("infrequent_access", self.classes.infrequent_access)] {
             if p.data == 0 || p.total() > 64 {
-                return Err(self.invalid(format!(
-                    "class {name}: {}+{} needs k >= 1 and k + m <= 64",
-                    p.data, p.parity
-                )));
+                return Err(self.invalid(format!("class {name}: {}+{} needs k >= 1 and k + m <= 64", p.data, p.parity)));
             }
         }
         if self.classes.standard.total() != self.classes.infrequent_access.total() {

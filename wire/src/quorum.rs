@@ -64,9 +64,8 @@ impl Geometry {
 
     /// Does a set of durable shard positions satisfy the write rule?
     pub fn rule_holds(&self, durable: &[bool]) -> bool {
-        let count = |skip: Option<usize>| {
-            self.zone_of.iter().zip(durable).filter(|(z, d)| **d && Some(**z) != skip).count()
-        };
+        let count =
+            |skip: Option<usize>| self.zone_of.iter().zip(durable).filter(|(z, d)| **d && Some(**z) != skip).count();
         if self.zones.len() < 2 {
             return count(None) >= self.single_zone_need();
         }
@@ -92,8 +91,7 @@ impl Geometry {
         if self.zones.len() < 2 {
             return self.single_zone_need();
         }
-        let caps: Vec<usize> =
-            self.zones.iter().map(|z| self.zone_of.iter().filter(|x| *x == z).count()).collect();
+        let caps: Vec<usize> = self.zones.iter().map(|z| self.zone_of.iter().filter(|x| *x == z).count()).collect();
         let total: usize = caps.iter().sum();
         let mut best = total;
         let mut counts = vec![0usize; caps.len()];
@@ -127,7 +125,6 @@ impl Geometry {
         self.shards() - self.min_rule_set() + 1
     }
 }
-
 
 /// State of one shard position during a write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,19 +185,16 @@ impl WriteTracker {
     pub fn set(&mut self, shard: usize, state: ShardState) {
         if let Some(s) = self.states.get_mut(shard) {
             use ShardState::*;
-            let forward = matches!(
-                (*s, state),
-                (Pending, Prepared | Committed | Failed) | (Prepared, Committed | Failed)
-            );
+            let forward =
+                matches!((*s, state), (Pending, Prepared | Committed | Failed) | (Prepared, Committed | Failed));
             if forward {
                 *s = state;
             }
         }
         // A zone whose every shard failed is down.
         let zone = self.geom.zone(shard);
-        let all_failed = (0..self.states.len())
-            .filter(|&i| self.geom.zone(i) == zone)
-            .all(|i| self.states[i] == ShardState::Failed);
+        let all_failed =
+            (0..self.states.len()).filter(|&i| self.geom.zone(i) == zone).all(|i| self.states[i] == ShardState::Failed);
         if all_failed && zone != usize::MAX {
             self.zone_down(zone);
         }
@@ -363,7 +357,13 @@ mod tests {
                 // commit, 3 never answers. Sometimes a whole zone is dead.
                 let dead_zone = (rng.below(3) == 0).then(|| rng.below(zones));
                 let fate: Vec<usize> = (0..n)
-                    .map(|i| if Some(g.zone(i)) == dead_zone { 1 + 2 * rng.below(2) } else { [0, 0, 0, 0, 1, 2, 3][rng.below(7)] })
+                    .map(|i| {
+                        if Some(g.zone(i)) == dead_zone {
+                            1 + 2 * rng.below(2)
+                        } else {
+                            [0, 0, 0, 0, 1, 2, 3][rng.below(7)]
+                        }
+                    })
                     .collect();
                 let mut events: Vec<(usize, ShardState)> = (0..n)
                     .filter_map(|i| match fate[i] {
@@ -384,11 +384,8 @@ mod tests {
                         }
                     }
                     let step = t.step();
-                    let prepared: Vec<bool> = t
-                        .states()
-                        .iter()
-                        .map(|s| matches!(s, ShardState::Prepared | ShardState::Committed))
-                        .collect();
+                    let prepared: Vec<bool> =
+                        t.states().iter().map(|s| matches!(s, ShardState::Prepared | ShardState::Committed)).collect();
                     let committed: Vec<bool> = t.states().iter().map(|s| *s == ShardState::Committed).collect();
                     match step {
                         WriteStep::Commit { degraded } => {

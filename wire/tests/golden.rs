@@ -132,11 +132,7 @@ fn responses() -> Vec<(&'static str, Response, u64)> {
             Response::GetShardOk(GetShardOk { meta: meta(), shard_len: 1_048_576, payload_crc32c: 0x0a0b_0c0d }),
             100,
         ),
-        (
-            "head_ok",
-            Response::HeadOk(HeadOk { meta: Some(meta()), committed: true, purged: vec![VersionId(5)] }),
-            0,
-        ),
+        ("head_ok", Response::HeadOk(HeadOk { meta: Some(meta()), committed: true, purged: vec![VersionId(5)] }), 0),
         ("delete_ok", Response::DeleteOk(DeleteOk { removed: true }), 0),
         (
             "list_ok",

@@ -5,7 +5,13 @@ use tessera_wire::limits::*;
 use tessera_wire::*;
 
 fn head_frame() -> Vec<u8> {
-    let req = Request::Head(Head { target: TargetId(0), bucket: "bkt".into(), key: "k".into(), version: None, exclude: vec![] });
+    let req = Request::Head(Head {
+        target: TargetId(0),
+        bucket: "bkt".into(),
+        key: "k".into(),
+        version: None,
+        exclude: vec![],
+    });
     encode_frame(1, &req, 0, 1).expect("encode")
 }
 
@@ -67,7 +73,13 @@ fn body_rejections_name_their_reason() {
     assert!(matches!(decode_request(Opcode::Head, &long), Err(DecodeError::TrailingBytes { extra_bytes: 1, .. })));
     assert!(matches!(decode_response(Opcode::Head, body), Err(DecodeError::WrongDirection { .. })));
 
-    let bad_bucket = Request::Head(Head { target: TargetId(0), bucket: "NO".into(), key: "k".into(), version: None, exclude: vec![] });
+    let bad_bucket = Request::Head(Head {
+        target: TargetId(0),
+        bucket: "NO".into(),
+        key: "k".into(),
+        version: None,
+        exclude: vec![],
+    });
     let f = encode_frame(1, &bad_bucket, 0, 1).expect("encode");
     assert!(matches!(
         decode_request(Opcode::Head, &f[FRAME_HEADER_LEN..]),
@@ -121,7 +133,10 @@ fn an_oversized_body_is_refused_at_encode_time() {
         storage_class: StorageClass::Standard,
         delete_marker: false,
     };
-    assert!(matches!(encode_frame(1, &Response::HeadOk(HeadOk { meta: Some(meta), committed: true, purged: vec![] }), 0, 1), Err(EncodeError::BodyTooLong { .. })));
+    assert!(matches!(
+        encode_frame(1, &Response::HeadOk(HeadOk { meta: Some(meta), committed: true, purged: vec![] }), 0, 1),
+        Err(EncodeError::BodyTooLong { .. })
+    ));
 }
 
 /// splitmix64: a tiny deterministic generator so every run tests the same inputs.

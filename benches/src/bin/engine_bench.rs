@@ -182,7 +182,16 @@ fn main() -> anyhow::Result<()> {
                     anyhow::bail!("done");
                 }
                 let k = (tessera_wire::object_hash("r", &i.to_string()) % u64::from(shards)) as u32;
-                let r = e.get_shard("bench", &format!("r{k}"), VersionId((u128::from(k) + 1) << 64), StripeIndex(0), ShardIndex(0), None).await?;
+                let r = e
+                    .get_shard(
+                        "bench",
+                        &format!("r{k}"),
+                        VersionId((u128::from(k) + 1) << 64),
+                        StripeIndex(0),
+                        ShardIndex(0),
+                        None,
+                    )
+                    .await?;
                 std::hint::black_box(&r.buf);
                 c.set(c.get() + 1);
                 Ok(())

@@ -322,7 +322,12 @@ impl Reader {
     }
 
     /// The metadata of a prepared (not yet committed) version.
-    pub(crate) fn prepared(&self, bucket: &str, key: &str, version: VersionId) -> Result<Option<ObjectMeta>, EngineError> {
+    pub(crate) fn prepared(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+    ) -> Result<Option<ObjectMeta>, EngineError> {
         match self.txn.open_table(PREPARED)?.get(obj_key(bucket, key, version).as_slice())? {
             Some(m) => Ok(Some(decode("object meta", m.value())?)),
             None => Ok(None),

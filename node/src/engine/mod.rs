@@ -248,6 +248,12 @@ impl Engine {
         if Reader::new(&self.inner.db)?.bucket(bucket)?.is_none() {
             return Err(EngineError::NoSuchBucket { bucket: bucket.to_owned() });
         }
+        // Delete markers use the reserve: a full target still takes deletes.
+        let class = if meta.as_ref().is_some_and(|m| m.delete_marker && data_len == 0) {
+            AllocClass::Reserve
+        } else {
+            AllocClass::Normal
+        };
         let body = RecordBody::Shard {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
@@ -257,7 +263,7 @@ impl Engine {
             meta,
             relocated_from: None,
         };
-        match self.inner.write_record(body, buf, data_len, shard_crc32c, AllocClass::Normal).await? {
+        match self.inner.write_record(body, buf, data_len, shard_crc32c, class).await? {
             Applied::Shard { prepared } => Ok(prepared),
             other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
         }
@@ -386,7 +392,8 @@ impl Engine {
         if Reader::new(&self.inner.db)?.bucket(bucket)?.is_none() {
             return Err(EngineError::NoSuchBucket { bucket: bucket.to_owned() });
         }
-        let body = RecordBody::Delete { bucket: bucket.to_owned(), key: key.to_owned(), version: Some(version), marker: None };
+        let body =
+            RecordBody::Delete { bucket: bucket.to_owned(), key: key.to_owned(), version: Some(version), marker: None };
         let buf = self.record_buffer(0)?;
         match self.inner.write_record(body, buf, 0, 0, AllocClass::Reserve).await? {
             Applied::Purged { removed } => Ok(removed),

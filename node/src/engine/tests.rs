@@ -410,11 +410,74 @@ fn versioned_bucket_keeps_versions_and_delete_markers_hide_the_key() {
         assert!(removed.is_empty() && marker == Some(VersionId(3 << 64)));
         assert!(matches!(e.head("v1", "k", None), Err(EngineError::NoSuchKey { .. })));
         assert_eq!(e.head("v1", "k", Some(VersionId(1 << 64))).expect("old version").size_bytes, 3);
-        assert!(e.list("v1", "", None, None, 10).expect("list").entries.is_empty());
+        let listed = e.list("v1", "", None, None, 10).expect("list").entries;
+        assert!(listed.len() == 1 && listed[0].delete_marker, "the marker is listed, flagged: {listed:?}");
         let (removed, _) =
             e.delete("v1", "k", Some(VersionId(3 << 64)), VersionId(4 << 64)).await.expect("drop marker");
         assert_eq!(removed, vec![VersionId(3 << 64)]);
         assert_eq!(get(&e, "v1", "k").await.expect("v2 visible again"), b"two");
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Two-phase writes: a prepared version is durable (it survives a crash and
+/// its shards can be read by version) but is not served as the latest, not
+/// listed, until committed; a purged version leaves a tombstone that
+/// refuses the same version later.
+#[test]
+fn prepared_versions_wait_for_commit_and_purges_are_final() {
+    let dir = tempdir("twophase");
+    let cfg = config(&dir, 4 * 1_024 * 1_024);
+    let v1 = VersionId(1 << 64);
+    let v2 = VersionId(2 << 64);
+    incarnation(Backend::Psync, &cfg, async |e: Engine| {
+        e.create_bucket(bucket("b1", false)).await.expect("bucket");
+        put(&e, "b1", "k", v1, b"one").await.expect("v1 committed");
+        // v2 prepared only: write its shard with meta but no commit.
+        let meta = ObjectMeta {
+            key: "k".into(),
+            version: v2,
+            size_bytes: 3,
+            stripe_bytes: STRIPE as u32,
+            shard_bytes: STRIPE as u32,
+            ec: tessera_wire::EcProfile { data: 1, parity: 0 },
+            stripe_count: 1,
+            content_crc32c: crc32c::crc32c(b"two"),
+            created_ms: 0,
+            content_type: None,
+            owner: "t".into(),
+            user_meta: vec![],
+            storage_class: StorageClass::Standard,
+            delete_marker: false,
+        };
+        let mut buf = e.record_buffer(3).expect("buf");
+        buf.as_mut_slice()[ALIGN_BYTES..ALIGN_BYTES + 3].copy_from_slice(b"two");
+        let prepared = e
+            .put_shard("b1", "k", v2, StripeIndex(0), ShardIndex(0), crc32c::crc32c(b"two"), Some(meta), buf, 3)
+            .await
+            .expect("prepare");
+        assert!(prepared);
+    });
+    // A crash later the prepared version is still there, still not served.
+    incarnation(Backend::Uring, &cfg, async |e: Engine| {
+        assert_eq!(e.head("b1", "k", None).expect("latest").version, v1);
+        let view = e.view("b1", "k", Some(v2), &[]).expect("view");
+        assert!(!view.committed && view.meta.is_some(), "{view:?}");
+        let r = e.get_shard("b1", "k", v2, StripeIndex(0), ShardIndex(0), None).await.expect("read prepared");
+        assert_eq!(&r.buf.as_slice()[r.range.clone()], b"two");
+        assert_eq!(e.list("b1", "", None, None, 10).expect("list").entries[0].version, v1);
+        e.commit("b1", "k", v2).await.expect("commit");
+        e.commit("b1", "k", v2).await.expect("commit is idempotent");
+        assert_eq!(get(&e, "b1", "k").await.expect("v2"), b"two");
+        // Unversioned: committing v2 removed v1.
+        assert!(e.head("b1", "k", Some(v1)).is_err());
+        // Purge v2: gone, tombstoned, and a late write of v2 is refused.
+        assert!(e.purge("b1", "k", v2).await.expect("purge"));
+        assert!(e.view("b1", "k", None, &[]).expect("view").purged.contains(&v2));
+        let late = put(&e, "b1", "k", v2, b"two").await;
+        assert!(matches!(late, Err(EngineError::VersionPurged { .. })), "{late:?}");
+        // Commit of a version never prepared is refused.
+        assert!(matches!(e.commit("b1", "k", VersionId(9 << 64)).await, Err(EngineError::NotPrepared { .. })));
     });
     let _ = std::fs::remove_dir_all(dir);
 }

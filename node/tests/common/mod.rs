@@ -79,7 +79,7 @@ pub fn write_configs(dir: &Path, port: u16, o: &NodeOpts) {
     std::fs::write(
         dir.join("client.toml"),
         format!(
-            "endpoint = \"127.0.0.1:{port}\"\nca_cert = \"{}\"\nstripe_bytes = 262144\nrequest_timeout_ms = 10000\n",
+            "endpoint = \"127.0.0.1:{port}\"\nca_cert = \"{}\"\nrequest_timeout_ms = 10000\n",
             dir.join("tls/ca.pem").display()
         ),
     )
