@@ -34,7 +34,7 @@ async fn ask_zone<T: Send + 'static>(
     view: &MapView,
     targets: &[TargetId],
     make: impl Fn(TargetId) -> Request,
-    pick: fn(Response) -> Result<T, Response>,
+    pick: fn(Response) -> Result<T, Box<Response>>,
 ) -> Result<Vec<T>, ClientError> {
     let mut set = JoinSet::new();
     for &t in targets {
@@ -42,7 +42,7 @@ async fn ask_zone<T: Send + 'static>(
         let (c, req, epoch) = (client.clone(), make(t), view.map.epoch);
         set.spawn(async move {
             match c.inner.transport.call(addr, &req, &[], epoch).await {
-                Ok(r) => pick(r.response).map_err(|other| unexpected("list", other)),
+                Ok(r) => pick(r.response).map_err(|other| unexpected("list", *other)),
                 Err(e) => Err(e),
             }
         });
@@ -87,7 +87,7 @@ pub(crate) async fn list(
         };
         let pick = |r| match r {
             Response::ListOk(p) => Ok(p),
-            other => Err(other),
+            other => Err(Box::new(other)),
         };
         match ask_zone(client, view, &targets, make, pick).await {
             Ok(pages) => {
@@ -126,7 +126,7 @@ pub(crate) async fn list_versions(
         };
         let pick = |r| match r {
             Response::ListVersionsOk(p) => Ok(p),
-            other => Err(other),
+            other => Err(Box::new(other)),
         };
         match ask_zone(client, view, &targets, make, pick).await {
             Ok(pages) => {

@@ -317,7 +317,7 @@ pub fn check_meta(opcode: Opcode, meta: &ObjectMeta) -> Result<(), DecodeError> 
             allowed: "k >= 1, k + m <= 64",
         });
     }
-    if u64::from(meta.shard_bytes) > SHARD_BYTES_MAX || meta.shard_bytes % 2 != 0 {
+    if u64::from(meta.shard_bytes) > SHARD_BYTES_MAX || !meta.shard_bytes.is_multiple_of(2) {
         return Err(DecodeError::OutOfRange {
             field: "shard_bytes",
             value: u64::from(meta.shard_bytes),

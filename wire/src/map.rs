@@ -245,7 +245,7 @@ impl ClusterMap {
             return Err(self.invalid(format!("placement_groups {} must be 1..={MAP_PGS_MAX}", self.placement_groups)));
         }
         let shard_max = crate::limits::SHARD_BYTES_MAX;
-        if self.shard_bytes < 4_096 || u64::from(self.shard_bytes) > shard_max || self.shard_bytes % 64 != 0 {
+        if self.shard_bytes < 4_096 || u64::from(self.shard_bytes) > shard_max || !self.shard_bytes.is_multiple_of(64) {
             return Err(self
                 .invalid(format!("shard_bytes {} must be a multiple of 64 in 4096..={shard_max}", self.shard_bytes)));
         }

@@ -72,9 +72,12 @@ pub struct PlacementViolation {
     pub detail: String,
 }
 
+/// (hash, weight, id) of a weighted target.
+type WeightedTarget = (u64, u64, TargetId);
+
 struct ZoneNodes {
-    /// (node hash, node weight, [(target hash, target weight, id)]).
-    nodes: Vec<(u64, u64, Vec<(u64, u64, TargetId)>)>,
+    /// (node hash, node weight, its weighted targets).
+    nodes: Vec<(u64, u64, Vec<WeightedTarget>)>,
 }
 
 impl Placement {
@@ -266,7 +269,7 @@ fn place_pg(zones: &[ZoneNodes], pg: u32, n: usize) -> Vec<TargetId> {
     out
 }
 
-fn free_target(targets: &[(u64, u64, TargetId)], used: &[TargetId]) -> bool {
+fn free_target(targets: &[WeightedTarget], used: &[TargetId]) -> bool {
     targets.iter().any(|t| !used.contains(&t.2))
 }
 
