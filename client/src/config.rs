@@ -31,6 +31,10 @@ pub struct ClientConfig {
     /// Deadline for a QUIC handshake. Default 1000.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// A connection with no answer to keep-alives for this long is dead
+    /// (a killed node sends nothing back). Default 3000.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
     /// How long an address that failed is skipped. Default 3000.
     #[serde(default = "default_down_ms")]
     pub down_ms: u64,
@@ -50,6 +54,9 @@ pub struct ClientConfig {
 
 fn default_connect_timeout_ms() -> u64 {
     1_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    3_000
 }
 fn default_down_ms() -> u64 {
     3_000
@@ -96,6 +103,7 @@ impl ClientConfig {
             ("request_timeout_ms", self.request_timeout_ms),
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("zone_wait_ms", self.zone_wait_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
         ] {
             if v == 0 {
                 return Err(ClientError::Config { detail: format!("{name} must be positive") });

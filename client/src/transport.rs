@@ -67,7 +67,7 @@ impl Transport {
         transport.stream_receive_window((16u32 * 1_048_576).into());
         transport.receive_window((64u32 * 1_048_576).into());
         transport.send_window(64 * 1_048_576);
-        transport.keep_alive_interval(Some(Duration::from_secs(1)));
+        transport.keep_alive_interval(Some(Duration::from_millis((cfg.idle_timeout_ms / 3).max(100))));
         transport.max_idle_timeout(Some(
             quinn::IdleTimeout::try_from(Duration::from_secs(5))
                 .map_err(|e| ClientError::Config { detail: e.to_string() })?,
