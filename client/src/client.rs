@@ -28,6 +28,7 @@ pub(crate) struct Inner {
     view: RwLock<Arc<MapView>>,
     hlc: Mutex<Hlc>,
     buckets: Mutex<HashMap<String, BucketInfo>>,
+    pub(crate) pool: crate::write::StripePool,
 }
 
 /// Settings of a new bucket.
@@ -169,6 +170,7 @@ impl Client {
                 view: RwLock::new(Arc::new(view)),
                 hlc: Mutex::new(Hlc::new(tag)),
                 buckets: Mutex::new(HashMap::new()),
+                pool: Default::default(),
             }),
         })
     }

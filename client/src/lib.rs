@@ -32,4 +32,4 @@ pub use list::{merge_pages, merge_version_pages};
 pub use read::reconstruct;
 pub use tessera_wire::{BucketInfo, ByteRange, ClusterMap, ListEntry, ObjectMeta, StorageClass, VersionId};
 pub use view::MapView;
-pub use write::encode_stripe;
+pub use write::{encode_stripe, StripePool};

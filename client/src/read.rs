@@ -194,23 +194,37 @@ pub(crate) async fn fetch_stripe(
         ))
     };
     // Fast path: only the data shards covering the range, only the bytes.
-    let mut fast = JoinSet::new();
+    // When the range covers whole shards these are full shards, kept for a
+    // decode if the hedge fires.
+    let whole = |i: usize| slice.within.start <= i as u64 * l && slice.within.end >= (i as u64 + 1) * l;
+    let mut set = JoinSet::new();
     for i in slice.shards.clone() {
         let lo = slice.within.start.max(i as u64 * l) - i as u64 * l;
         let hi = slice.within.end.min((i as u64 + 1) * l) - i as u64 * l;
-        let (addr, req) = request(i, Some(ByteRange { offset: lo, len: hi - lo }))?;
+        let range = (!whole(i)).then_some(ByteRange { offset: lo, len: hi - lo });
+        let (addr, req) = request(i, range)?;
         let c = client.clone();
         let epoch = view.map.epoch;
-        fast.spawn(async move { (i, get_shard(c, addr, req, epoch).await) });
+        set.spawn(async move { (i, range.is_none(), get_shard(c, addr, req, epoch).await) });
     }
-    let hedge = Duration::from_millis(client.inner.cfg.hedge_ms);
+    // The hedge waits longer for bigger shards (about 50 MB/s per stream
+    // before it gives up on one), so a busy link does not double its load.
+    let hedge = Duration::from_millis(client.inner.cfg.hedge_ms + l / 50_000);
     let mut parts: Vec<Option<Vec<u8>>> = vec![None; k];
+    let mut full_shards: Vec<Option<Vec<u8>>> = vec![None; k + m];
     let mut failed = Vec::new();
     let until = Instant::now() + hedge;
-    while !fast.is_empty() {
-        match tokio::time::timeout_at(until.into(), fast.join_next()).await {
-            Ok(Some(Ok((i, Ok(bytes))))) => parts[i] = Some(bytes),
-            Ok(Some(Ok((i, Err(e))))) => {
+    let mut fast_ok = 0;
+    while fast_ok < slice.shards.len() {
+        match tokio::time::timeout_at(until.into(), set.join_next()).await {
+            Ok(Some(Ok((i, is_full, Ok(bytes))))) => {
+                if is_full && bytes.len() as u64 == l {
+                    full_shards[i] = Some(bytes.clone());
+                }
+                parts[i] = Some(bytes);
+                fast_ok += 1;
+            }
+            Ok(Some(Ok((i, _, Err(e))))) => {
                 if matches!(e, ClientError::StaleMap { .. }) {
                     return Err(e);
                 }
@@ -224,37 +238,50 @@ pub(crate) async fn fetch_stripe(
             Ok(None) | Err(_) => break,
         }
     }
-    if fast.is_empty() && failed.is_empty() {
+    if fast_ok == slice.shards.len() {
         let mut out = Vec::with_capacity((slice.within.end - slice.within.start) as usize);
         for i in slice.shards.clone() {
             out.extend_from_slice(parts[i].as_deref().unwrap_or_default());
         }
         return Ok(out);
     }
-    // Hedge / degraded path: every shard in full, decode from the first k
-    // (keeping fast-path answers that still arrive).
+    // Hedge / degraded path: ask, in full, every shard not already asked
+    // for in full; decode from the first k full shards (no decode when the
+    // data shards all arrive).
+    let asked_full: Vec<usize> = slice.shards.clone().filter(|&i| whole(i)).collect();
     let mut full = JoinSet::new();
     for i in 0..k + m {
+        if asked_full.contains(&i) {
+            continue;
+        }
         let (addr, req) = request(i, None)?;
         let c = client.clone();
         let epoch = view.map.epoch;
-        full.spawn(async move { (i, get_shard(c, addr, req, epoch).await) });
+        full.spawn(async move { (i, true, get_shard(c, addr, req, epoch).await) });
     }
-    fast.abort_all();
-    let mut shards: Vec<Option<Vec<u8>>> = vec![None; k + m];
-    let mut have = 0;
-    while have < k {
-        match full.join_next().await {
-            Some(Ok((i, Ok(bytes)))) if bytes.len() as u64 == l => {
-                shards[i] = Some(bytes);
-                have += 1;
+    let mut have = full_shards.iter().filter(|s| s.is_some()).count();
+    let mut from_fast = set;
+    while have < k && !(full.is_empty() && from_fast.is_empty()) {
+        let next = tokio::select! {
+            r = full.join_next(), if !full.is_empty() => r,
+            r = from_fast.join_next(), if !from_fast.is_empty() => r,
+        };
+        match next {
+            Some(Ok((i, true, Ok(bytes)))) if bytes.len() as u64 == l => {
+                if full_shards[i].is_none() {
+                    full_shards[i] = Some(bytes);
+                    have += 1;
+                }
             }
-            Some(Ok((i, Ok(bytes)))) => failed.push(format!("shard {i}: {} bytes, expected {l}", bytes.len())),
-            Some(Ok((i, Err(e)))) => failed.push(format!("shard {i}: {e}")),
+            Some(Ok((_, false, Ok(_)))) => {}
+            Some(Ok((i, _, Ok(bytes)))) => failed.push(format!("shard {i}: {} bytes, expected {l}", bytes.len())),
+            Some(Ok((i, _, Err(e)))) => failed.push(format!("shard {i}: {e}")),
             Some(Err(e)) => failed.push(e.to_string()),
-            None => break,
+            None => {}
         }
     }
+    from_fast.abort_all();
+    let mut shards = full_shards;
     full.abort_all();
     if have < k && failed.iter().any(|f| f.contains("checksum") || f.contains("integrity")) {
         // Too few good shards because stored data is corrupt: say so.

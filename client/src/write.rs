@@ -25,6 +25,58 @@ use crate::client::now_ms;
 use crate::view::MapView;
 use crate::{Client, ClientError, PutOptions, PutReceipt};
 
+/// Reused stripe and parity buffers. Fresh multi-MiB allocations cost a
+/// page fault per 4 KiB on every stripe (glibc returns them to the kernel
+/// on free), several times the cost of encoding them; buffers handed to the
+/// lanes come back here when the last shard of them is sent.
+#[derive(Clone, Default)]
+pub struct StripePool {
+    free: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+/// Buffers kept for reuse (a few stripes' worth for every upload in flight).
+const POOL_BUFFERS_MAX: usize = 32;
+
+struct Pooled {
+    buf: Vec<u8>,
+    pool: StripePool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if let Ok(mut free) = self.pool.free.lock() {
+            if free.len() < POOL_BUFFERS_MAX {
+                free.push(buf);
+            }
+        }
+    }
+}
+
+impl StripePool {
+    /// An empty buffer with room for `cap` bytes.
+    pub fn take(&self, cap: usize) -> Vec<u8> {
+        let reused = self.free.lock().ok().and_then(|mut f| {
+            let i = f.iter().position(|b| b.capacity() >= cap)?;
+            Some(f.swap_remove(i))
+        });
+        let mut b = reused.unwrap_or_else(|| Vec::with_capacity(cap));
+        b.clear();
+        b
+    }
+
+    /// Hand a filled buffer out as shared bytes; it returns when dropped.
+    pub fn share(&self, buf: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Pooled { buf, pool: self.clone() })
+    }
+}
+
 /// One shard of one stripe, on its way to a lane.
 struct Item {
     stripe: u32,
@@ -34,8 +86,13 @@ struct Item {
 
 type Event = (usize, Result<ShardState, ClientError>);
 
-async fn read_up_to(source: &mut (impl AsyncRead + Unpin), want: usize) -> Result<Vec<u8>, ClientError> {
-    let mut buf = vec![0u8; want];
+async fn read_up_to(
+    source: &mut (impl AsyncRead + Unpin),
+    want: usize,
+    pool: &StripePool,
+) -> Result<Vec<u8>, ClientError> {
+    let mut buf = pool.take(want);
+    buf.resize(want, 0);
     let mut filled = 0;
     while filled < want {
         let n = source.read(&mut buf[filled..]).await.map_err(ClientError::Source)?;
@@ -52,6 +109,7 @@ async fn read_up_to(source: &mut (impl AsyncRead + Unpin), want: usize) -> Resul
 /// parity shards slices of one buffer. Returns (shard length, shards).
 pub fn encode_stripe(
     encoder: &mut Option<ReedSolomonEncoder>,
+    pool: &StripePool,
     mut data: Vec<u8>,
     k: usize,
     m: usize,
@@ -62,7 +120,7 @@ pub fn encode_stripe(
         return Ok((0, vec![Bytes::new(); k + m]));
     }
     data.resize(k * shard_len, 0);
-    let mut parity = Vec::with_capacity(m * shard_len);
+    let mut parity = pool.take(m * shard_len);
     if m > 0 {
         let rs_err = |e: reed_solomon_simd::Error| ClientError::Config { detail: format!("erasure coding: {e}") };
         let enc = match encoder.as_mut() {
@@ -80,8 +138,8 @@ pub fn encode_stripe(
             parity.extend_from_slice(r);
         }
     }
-    let data = Bytes::from(data);
-    let parity = Bytes::from(parity);
+    let data = pool.share(data);
+    let parity = pool.share(parity);
     for i in 0..k {
         shards.push(data.slice(i * shard_len..(i + 1) * shard_len));
     }
@@ -220,13 +278,14 @@ pub(crate) async fn put(
 
     // Encode and feed the lanes, reading one stripe ahead to know the last.
     let inline_max = view.map.inline_bytes_max as usize;
-    let first = if delete_marker { Vec::new() } else { read_up_to(source, inline_max + 1).await? };
+    let pool = client.inner.pool.clone();
+    let first = if delete_marker { Vec::new() } else { read_up_to(source, inline_max + 1, &pool).await? };
     let full_shard =
         if first.len() <= inline_max { shard_len_for(first.len() as u64, profile.data) } else { view.map.shard_bytes };
     let stripe_bytes = k * full_shard as usize;
     let mut current = first;
     if current.len() > inline_max && current.len() < stripe_bytes {
-        let more = read_up_to(source, stripe_bytes - current.len()).await?;
+        let more = read_up_to(source, stripe_bytes - current.len(), &pool).await?;
         current.extend_from_slice(&more);
     }
     let mut encoder = None;
@@ -236,7 +295,7 @@ pub(crate) async fn put(
     let zone_wait = Duration::from_millis(cfg.zone_wait_ms);
     loop {
         let next = if current.len() == stripe_bytes && stripe_bytes > inline_max {
-            read_up_to(source, stripe_bytes).await?
+            read_up_to(source, stripe_bytes, &pool).await?
         } else {
             Vec::new()
         };
@@ -244,7 +303,7 @@ pub(crate) async fn put(
         crc = crc32c::crc32c_append(crc, &current);
         size += current.len() as u64;
         let nonempty = !current.is_empty();
-        let (_, shards) = encode_stripe(&mut encoder, std::mem::take(&mut current), k, m)?;
+        let (_, shards) = encode_stripe(&mut encoder, &pool, std::mem::take(&mut current), k, m)?;
         let item_meta = if last {
             meta.size_bytes = size;
             meta.content_crc32c = crc;
