@@ -267,12 +267,11 @@ pub(crate) async fn fetch_stripe(
             r = from_fast.join_next(), if !from_fast.is_empty() => r,
         };
         match next {
-            Some(Ok((i, true, Ok(bytes)))) if bytes.len() as u64 == l => {
-                if full_shards[i].is_none() {
-                    full_shards[i] = Some(bytes);
-                    have += 1;
-                }
+            Some(Ok((i, true, Ok(bytes)))) if bytes.len() as u64 == l && full_shards[i].is_none() => {
+                full_shards[i] = Some(bytes);
+                have += 1;
             }
+            Some(Ok((_, true, Ok(bytes)))) if bytes.len() as u64 == l => {}
             Some(Ok((_, false, Ok(_)))) => {}
             Some(Ok((i, _, Ok(bytes)))) => failed.push(format!("shard {i}: {} bytes, expected {l}", bytes.len())),
             Some(Ok((i, _, Err(e)))) => failed.push(format!("shard {i}: {e}")),
