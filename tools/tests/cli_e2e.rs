@@ -71,7 +71,7 @@ fn one_gib_put_and_get_through_the_cli() {
     let dir = std::env::temp_dir().join(format!("tessera-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let port = 30_000 + (std::process::id() % 3_000) as u16 * 10;
+    let port = 41_000 + (std::process::id() % 900) as u16 * 10;
     let mut dev = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["dev", "--no-demo", "--cores", "2", "--target-mib", "1536"])
         .arg("--dir")
@@ -104,7 +104,13 @@ fn one_gib_put_and_get_through_the_cli() {
     let get_s = t.elapsed().as_secs_f64();
     assert_eq!(std::fs::metadata(&out).unwrap().len(), SIZE_BYTES);
     assert_eq!(file_crc(&out), want, "downloaded bytes differ");
-    let node_rss = vm_hwm_kib(dev.id()).unwrap_or(0);
+    // The largest node process of the region (each has its pid file).
+    let node_rss = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("pid")).ok())
+        .filter_map(|p| vm_hwm_kib(p.trim().parse().ok()?))
+        .max()
+        .unwrap_or(0);
     println!(
         "1 GiB: put {:.1} s ({:.0} MiB/s), get {:.1} s ({:.0} MiB/s); peak RSS: put client {} MiB, get client {} MiB, node {} MiB",
         put_s,

@@ -42,7 +42,7 @@ impl Region {
         let out = tessera()
             .args(["dev", "--exit-after-demo", "--target-mib", "384", "--dir"])
             .arg(&dir)
-            .args(["--base-port", &base_port.to_string(), "--metrics-port", &(base_port + 1_000).to_string()])
+            .args(["--base-port", &base_port.to_string(), "--metrics-port", &(base_port + 5).to_string()])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
@@ -101,7 +101,7 @@ impl Drop for Region {
 }
 
 fn port_base(offset: u16) -> u16 {
-    30_000 + (std::process::id() % 600) as u16 * 40 + offset
+    30_000 + (std::process::id() % 250) as u16 * 40 + offset
 }
 
 async fn read_all(c: &Client, bucket: &str, expect: &BTreeMap<String, usize>) {
