@@ -82,6 +82,24 @@ fn default_timeout_ms() -> u64 {
 }
 
 impl ClientConfig {
+    /// Defaults for everything but where the region is and whom to trust.
+    pub fn new(endpoint: String, server_name: String, ca_cert: std::path::PathBuf) -> ClientConfig {
+        ClientConfig {
+            endpoint,
+            server_name,
+            ca_cert,
+            stripes_in_flight: default_in_flight(),
+            owner: default_owner(),
+            request_timeout_ms: default_timeout_ms(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            down_ms: default_down_ms(),
+            hedge_ms: default_hedge_ms(),
+            zone_wait_ms: default_zone_wait_ms(),
+            zone: None,
+        }
+    }
+
     /// Read a config file.
     pub fn load(path: &Path) -> Result<ClientConfig, ClientError> {
         let text = std::fs::read_to_string(path)

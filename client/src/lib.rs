@@ -29,7 +29,7 @@ pub use client::{
 pub use config::ClientConfig;
 pub use error::ClientError;
 pub use list::{merge_pages, merge_version_pages};
-pub use read::reconstruct;
+pub use read::{group_view, reconstruct};
 pub use tessera_wire::{BucketInfo, ByteRange, ClusterMap, ListEntry, ObjectMeta, StorageClass, VersionId};
 pub use view::MapView;
 pub use write::{encode_stripe, StripePool};

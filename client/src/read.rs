@@ -335,3 +335,40 @@ pub fn reconstruct(shards: &mut [Option<Vec<u8>>], k: usize, m: usize, len: usiz
     }
     Ok(data)
 }
+
+/// What every target of a group says about one version: `None` for a
+/// target that did not answer. For repair-like decisions (the node's
+/// sweeper of versions left prepared by a writer that died).
+pub async fn group_view(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    version: VersionId,
+) -> Result<Vec<Option<HeadOk>>, ClientError> {
+    let view = client.view();
+    let pg = view.placement.pg_of(bucket, key);
+    let targets = view.placement.targets(pg).to_vec();
+    let mut set = JoinSet::new();
+    for (i, &target) in targets.iter().enumerate() {
+        let addr = view.addr(target)?;
+        let req = Request::Head(Head {
+            target,
+            bucket: bucket.into(),
+            key: key.into(),
+            version: Some(version),
+            exclude: vec![],
+        });
+        let c = client.clone();
+        let epoch = view.map.epoch;
+        set.spawn(async move { (i, head_one(c, addr, req, epoch).await) });
+    }
+    let mut out = vec![None; targets.len()];
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok((i, Ok(h))) => out[i] = Some(h),
+            Ok((_, Err(e @ ClientError::StaleMap { .. }))) => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(out)
+}

@@ -48,6 +48,31 @@ pub struct NodeConfig {
     /// `tessera admin push-map` are written back to this file.
     #[serde(default)]
     pub map: Option<PathBuf>,
+    /// PEM of the CA that signed the other nodes' certificates; the node
+    /// uses it to ask its peers (the sweeper). Without it the sweeper is off.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// Name the other nodes' certificates are issued for.
+    #[serde(default = "default_peer_server_name")]
+    pub peer_server_name: String,
+    /// A version still only prepared this long after its version time is
+    /// resolved by the sweeper: committed if any member committed it,
+    /// purged if every member answered and none did.
+    #[serde(default = "default_prepared_expiry_ms")]
+    pub prepared_expiry_ms: u64,
+    /// How often the sweeper looks.
+    #[serde(default = "default_sweep_interval_ms")]
+    pub sweep_interval_ms: u64,
+}
+
+fn default_peer_server_name() -> String {
+    "localhost".into()
+}
+fn default_prepared_expiry_ms() -> u64 {
+    600_000
+}
+fn default_sweep_interval_ms() -> u64 {
+    30_000
 }
 
 /// One storage target.
@@ -194,6 +219,9 @@ impl NodeConfig {
                     t.id
                 )));
             }
+        }
+        if self.sweep_interval_ms == 0 {
+            return Err(ConfigError::Invalid("sweep_interval_ms must be positive".into()));
         }
         if self.request_timeout_ms == 0 {
             return Err(ConfigError::Invalid("request_timeout_ms must be positive".into()));

@@ -185,6 +185,21 @@ fn core_main(
             map,
         });
         tokio::task::spawn_local(update_gauges(ctx.clone(), io.clone()));
+        match &cfg.ca_cert {
+            Some(ca) => {
+                let seed = SocketAddr::new(cfg.listen_addr, cfg.base_port);
+                let client_cfg =
+                    tessera_client::ClientConfig::new(seed.to_string(), cfg.peer_server_name.clone(), ca.clone());
+                tokio::task::spawn_local(crate::sweeper::run(
+                    ctx.clone(),
+                    client_cfg,
+                    Duration::from_millis(cfg.sweep_interval_ms),
+                    Duration::from_millis(cfg.prepared_expiry_ms),
+                ));
+            }
+            None if core == 0 => tracing::warn!("no ca_cert configured: the sweeper of abandoned writes is off"),
+            None => {}
+        }
         tokio::task::spawn_local(serve(ctx.clone(), endpoint.clone()));
         tracing::info!(core, %local_addr, backend = io.name(), targets = ctx.engines.len(), "core serving");
         let _ = ready.send(Ok((core, local_addr)));

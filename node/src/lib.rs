@@ -9,6 +9,7 @@ pub mod io;
 pub mod metrics;
 pub mod run;
 mod server;
+pub mod sweeper;
 pub mod tls;
 
 pub use config::{ConfigError, IoBackendChoice, NodeConfig, TargetConfig};

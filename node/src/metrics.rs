@@ -61,6 +61,8 @@ pub struct CoreMetrics {
     pub requests_in_flight: AtomicU64,
     /// Frames refused as malformed.
     pub bad_frames: AtomicU64,
+    /// Prepared versions the sweeper resolved (committed or purged).
+    pub swept: AtomicU64,
 }
 
 /// One target's gauges.
@@ -170,10 +172,11 @@ impl NodeMetrics {
                 let _ = writeln!(s, "tessera_request_seconds_count{{node=\"{n}\",core=\"{c}\",op=\"{op}\"}} {count}");
             }
         }
-        let gauges: [CoreGauge; 3] = [
+        let gauges: [CoreGauge; 4] = [
             ("tessera_io_in_flight", "Disk operations in flight.", |c| c.io_in_flight.load(Relaxed)),
             ("tessera_requests_in_flight", "Requests being served.", |c| c.requests_in_flight.load(Relaxed)),
             ("tessera_bad_frames_total", "Malformed frames refused.", |c| c.bad_frames.load(Relaxed)),
+            ("tessera_swept_total", "Prepared versions resolved by the sweeper.", |c| c.swept.load(Relaxed)),
         ];
         for (name, help, get) in gauges {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge");

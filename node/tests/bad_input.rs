@@ -5,30 +5,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Node, NodeOpts, TestDir};
-use rustls_pki_types::pem::PemObject;
+use common::{raw_connection, Node, NodeOpts, TestDir};
 use tessera_wire::*;
-
-async fn raw_connection(dir: &std::path::Path, port: u16) -> quinn::Connection {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types::CertificateDer::pem_file_iter(dir.join("tls/ca.pem")).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"tessera/1".to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
-    ep.connect(format!("127.0.0.1:{port}").parse().unwrap(), "localhost").unwrap().await.unwrap()
-}
 
 /// Send raw bytes on a new stream; return the error reply (code, detail).
 async fn send_raw(conn: &quinn::Connection, bytes: &[u8]) -> Option<(ErrorCode, String)> {

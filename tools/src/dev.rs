@@ -117,7 +117,7 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs) -> anyhow::Result<ClusterMa
             let mut s = format!(
                 "# Written by `tessera dev`. Every setting is documented in docs/node-config.md.\n\
                  node_name = \"{}\"\nlisten_addr = \"{}\"\nbase_port = {}\ncores = {}\npin_cores = false\n\
-                 metrics_addr = \"{}:{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nmap = \"{}\"\n",
+                 metrics_addr = \"{}:{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nca_cert = \"{}\"\nmap = \"{}\"\n",
                 node.name,
                 node_host(zi, ni),
                 a.base_port,
@@ -126,6 +126,7 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs) -> anyhow::Result<ClusterMa
                 a.metrics_port,
                 dir.join("tls/node.pem").display(),
                 dir.join("tls/node.key").display(),
+                dir.join("tls/ca.pem").display(),
                 nd.join("map.toml").display()
             );
             for t in &node.targets {

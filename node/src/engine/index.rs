@@ -21,6 +21,9 @@ pub(crate) const PENDING: TableDefinition<&[u8], u64> = TableDefinition::new("pe
 /// Prepared versions (every stripe and the metadata durable, not served
 /// until committed): obj_key → postcard(ObjectMeta). Kept across restarts.
 pub(crate) const PREPARED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("prepared");
+/// When each prepared version was prepared here (node clock, ms; reset by
+/// replay, which only delays the sweeper): obj_key → ms.
+pub(crate) const PREPARED_AT: TableDefinition<&[u8], u64> = TableDefinition::new("prepared_at");
 /// Purged versions (tombstones): obj_key → LSN of the purge.
 pub(crate) const PURGED: TableDefinition<&[u8], u64> = TableDefinition::new("purged");
 /// Buckets: name → postcard(BucketInfo).
@@ -149,6 +152,7 @@ pub(crate) fn apply(
             }
             pending.remove(okey.as_slice())?;
             txn.open_table(PREPARED)?.insert(okey.as_slice(), encode(meta)?.as_slice())?;
+            txn.open_table(PREPARED_AT)?.insert(okey.as_slice(), now_ms())?;
             let _ = binfo;
             Ok(Applied::Shard { prepared: true })
         }
@@ -162,6 +166,7 @@ pub(crate) fn apply(
                 return Ok(Applied::Commit);
             }
             let meta = txn.open_table(PREPARED)?.remove(okey.as_slice())?.map(|v| v.value().to_vec());
+            txn.open_table(PREPARED_AT)?.remove(okey.as_slice())?;
             let Some(meta) = meta else {
                 return Err(EngineError::NotPrepared { key: key.clone(), version: *version });
             };
@@ -251,6 +256,7 @@ pub(crate) fn remove_version(
     let okey = obj_key(bucket, key, version);
     let mut existed = txn.open_table(OBJECTS)?.remove(okey.as_slice())?.is_some();
     existed |= txn.open_table(PREPARED)?.remove(okey.as_slice())?.is_some();
+    txn.open_table(PREPARED_AT)?.remove(okey.as_slice())?;
     txn.open_table(PENDING)?.remove(okey.as_slice())?;
     let mut shards = txn.open_table(SHARDS)?;
     let mut doomed = Vec::new();
@@ -486,9 +492,38 @@ impl Reader {
         Ok(out)
     }
 
+    /// Versions prepared here before `cutoff_ms` (node clock), at most
+    /// `max`: candidates for the sweeper.
+    pub(crate) fn prepared_before(
+        &self,
+        cutoff_ms: u64,
+        max: usize,
+    ) -> Result<Vec<(String, String, VersionId)>, EngineError> {
+        let prepared = self.txn.open_table(PREPARED_AT)?;
+        let mut out = Vec::new();
+        for row in prepared.iter()? {
+            let (k, at) = row?;
+            let raw = k.value();
+            let Some(z) = raw.iter().position(|&b| b == 0) else { continue };
+            if let Some((key, v)) = split_obj_key(z, raw) {
+                if at.value() < cutoff_ms {
+                    out.push((String::from_utf8_lossy(&raw[..z]).into_owned(), key, v));
+                    if out.len() == max {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub(crate) fn object_count(&self) -> Result<u64, EngineError> {
         Ok(self.txn.open_table(OBJECTS)?.len()?)
     }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn entry(key: String, meta: &ObjectMeta) -> ListEntry {
@@ -510,6 +545,7 @@ pub(crate) fn create_tables(db: &redb::Database) -> Result<(), EngineError> {
     txn.open_table(SHARDS)?;
     txn.open_table(PENDING)?;
     txn.open_table(PREPARED)?;
+    txn.open_table(PREPARED_AT)?;
     txn.open_table(PURGED)?;
     txn.open_table(BUCKETS)?;
     txn.open_table(SEGMENTS)?;

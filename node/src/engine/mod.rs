@@ -29,6 +29,7 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::io::{AlignedBuf, BlockIo, BufPool, Io, ALIGN_BYTES};
 use commit::{CommitQueue, Completed};
+pub(crate) use index::now_ms;
 use index::{Applied, Reader};
 use layout::{encode_record_header, encode_segment_header, record_bytes, Loc, RecordBody, RecordHeader};
 use space::{AllocClass, Space};
@@ -399,6 +400,11 @@ impl Engine {
             Applied::Purged { removed } => Ok(removed),
             other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
         }
+    }
+
+    /// Versions prepared here before `cutoff_ms` (node clock).
+    pub fn prepared_before(&self, cutoff_ms: u64, max: usize) -> Result<Vec<(String, String, VersionId)>, EngineError> {
+        Reader::new(&self.inner.db)?.prepared_before(cutoff_ms, max)
     }
 
     /// Every committed version under a prefix.

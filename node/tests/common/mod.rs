@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
 use tessera_client::{Client, ClientConfig};
 
 pub struct TestDir(pub PathBuf);
@@ -36,6 +39,8 @@ pub struct NodeOpts {
     pub segment_bytes: u64,
     pub checkpoint_ms: u64,
     pub request_timeout_ms: u64,
+    pub prepared_expiry_ms: u64,
+    pub sweep_interval_ms: u64,
 }
 
 impl Default for NodeOpts {
@@ -46,6 +51,8 @@ impl Default for NodeOpts {
             segment_bytes: 4 * 1_048_576,
             checkpoint_ms: 1_000,
             request_timeout_ms: 30_000,
+            prepared_expiry_ms: 600_000,
+            sweep_interval_ms: 30_000,
         }
     }
 }
@@ -60,11 +67,15 @@ pub fn write_configs(dir: &Path, port: u16, o: &NodeOpts) {
     tessera_node::tls::write_dev_certs(&dir.join("tls")).unwrap();
     let mut s = format!(
         "node_name = \"it\"\nbase_port = {port}\ncores = {}\nmetrics_addr = \"\"\npin_cores = false\n\
-         request_timeout_ms = {}\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+         request_timeout_ms = {}\ntls_cert = \"{}\"\ntls_key = \"{}\"\nca_cert = \"{}\"\n\
+         prepared_expiry_ms = {}\nsweep_interval_ms = {}\n",
         o.cores,
         o.request_timeout_ms,
         dir.join("tls/node.pem").display(),
-        dir.join("tls/node.key").display()
+        dir.join("tls/node.key").display(),
+        dir.join("tls/ca.pem").display(),
+        o.prepared_expiry_ms,
+        o.sweep_interval_ms
     );
     for c in 0..o.cores {
         s.push_str(&format!(
@@ -163,4 +174,23 @@ pub fn content(key: &str, len: usize) -> Vec<u8> {
             s as u8
         })
         .collect()
+}
+
+/// A bare QUIC connection to a node's core, for sending hand-made frames.
+pub async fn raw_connection(dir: &std::path::Path, port: u16) -> quinn::Connection {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(dir.join("tls/ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"tessera/1".to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    ep.connect(format!("127.0.0.1:{port}").parse().unwrap(), "localhost").unwrap().await.unwrap()
 }
