@@ -240,6 +240,17 @@ async fn concurrent_writers_converge_and_readers_never_go_back() {
     for key in keys {
         let newest = acked.keys().filter(|(k, _)| k == key).map(|(_, v)| *v).max().unwrap();
         assert_eq!(c.head("race", key, None).await.unwrap().version, newest, "{key}");
+        // Every member of the group ends up with the newest version
+        // committed (stragglers finish in the background after the ack).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let members = tessera_client::group_view(&c, "race", key, newest).await.unwrap();
+            if members.iter().all(|m| m.as_ref().is_some_and(|m| m.committed)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{key}: members did not converge on {newest}: {members:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         for zone in &region.zones {
             let mut cfg = region.client_config();
             cfg.zone = Some(zone.clone());

@@ -157,7 +157,11 @@ pub const MAP_NODES_PER_ZONE_MAX: usize = 4_096;
 /// See [`MAP_ZONES_MAX`].
 pub const MAP_TARGETS_MAX: usize = 65_536;
 /// Most placement groups.
-pub const MAP_PGS_MAX: u32 = 1 << 20;
+pub const MAP_PGS_MAX: u32 = 1 << 16;
+/// Bound on the work of building a placement table (groups × shards ×
+/// nodes in the largest zone), so a hostile or mistaken map cannot stall
+/// the node that receives it.
+pub const MAP_PLACEMENT_WORK_MAX: u64 = 1 << 30;
 /// Largest encoded map accepted over the network.
 pub const MAP_BYTES_MAX: u64 = crate::limits::SHARD_BYTES_MAX;
 
@@ -316,6 +320,14 @@ impl ClusterMap {
             return Err(self.invalid(format!("{} targets exceed {MAP_TARGETS_MAX}", ids.len())));
         }
         let n = self.shards_per_pg();
+        let widest = self.zones.iter().map(|z| z.nodes.len()).max().unwrap_or(0) as u64;
+        let work = u64::from(self.placement_groups) * n as u64 * widest.max(1);
+        if work > MAP_PLACEMENT_WORK_MAX {
+            return Err(self.invalid(format!(
+                "{} groups x {n} shards x {widest} nodes per zone is more placement work than {MAP_PLACEMENT_WORK_MAX}",
+                self.placement_groups
+            )));
+        }
         let zones = self.placement_zones();
         if zones == 0 {
             return Err(self.invalid("no target has a nonzero capacity"));

@@ -139,8 +139,10 @@ impl Placement {
 
     /// The invariants, checked on every table built:
     /// every group has k + m distinct targets that exist and carry weight;
-    /// zone counts differ by at most one; within a zone no node holds more
-    /// than `ceil(slots / nodes)` shards (one while the zone has enough).
+    /// zone counts differ by at most one; no node holds two shards of a
+    /// group while its zone has a node for every slot. (With fewer nodes,
+    /// placement prefers at most `ceil(slots / nodes)` per node, more only
+    /// when a node lacks targets.)
     pub fn check(&self, map: &ClusterMap) -> Result<(), PlacementViolation> {
         let locs = map.targets();
         let zones = map.placement_zones();
@@ -175,9 +177,11 @@ impl Placement {
             }
             for (&(z, node), &c) in &per_node {
                 let slots = per_zone.get(&z).copied().unwrap_or(0);
-                let cap = slots.div_ceil(nodes_in[z].max(1));
-                if c > cap {
-                    return Err(v(format!("node {node} of zone {z} holds {c} shards, more than {cap}")));
+                if nodes_in[z] >= slots && c > 1 {
+                    return Err(v(format!(
+                        "node {node} of zone {z} holds {c} shards although the zone has {} nodes for {slots}",
+                        nodes_in[z]
+                    )));
                 }
             }
         }

@@ -153,3 +153,14 @@ fn other_profiles_place() {
         Placement::build(&m).expect("places");
     }
 }
+
+#[test]
+fn uneven_nodes_still_place() {
+    // z1: one node with 1 target, one with 3: four slots over two nodes.
+    let mut m = map(3, 2, 2, 64);
+    m.zones[0].nodes[0].targets.truncate(1);
+    m.zones[0].nodes[1].targets.push(MapTarget { id: TargetId(500), core: 0, capacity_bytes: 1 << 40 });
+    m.validate().expect("valid");
+    let p = Placement::build(&m).expect("places");
+    assert_eq!(p.groups(), 64);
+}
