@@ -29,6 +29,7 @@ async fn sigkill_under_concurrent_writes_loses_no_acknowledged_object() {
         rng
     };
     for round in 0..KILLS {
+        let round_start = std::time::Instant::now();
         let client = node.client().await;
         let mut tasks = Vec::new();
         for w in 0..WRITERS {
@@ -52,7 +53,9 @@ async fn sigkill_under_concurrent_writes_loses_no_acknowledged_object() {
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(20), t).await;
         }
+        let killed_after = round_start.elapsed();
         node.restart();
+        let verify_start = std::time::Instant::now();
         // Every acknowledged object so far must be there and identical.
         let client = node.client().await;
         let acked_now = acked.lock().unwrap().clone();
@@ -68,7 +71,12 @@ async fn sigkill_under_concurrent_writes_loses_no_acknowledged_object() {
                 "round {round}: acknowledged {key} lost or changed"
             );
         }
-        println!("round {round}: {} acknowledged objects verified", acked_now.len());
+        println!(
+            "round {round}: {} acknowledged objects verified (writers stopped after {:.1} s, verified in {:.1} s)",
+            acked_now.len(),
+            killed_after.as_secs_f64(),
+            verify_start.elapsed().as_secs_f64()
+        );
     }
     // Unacknowledged writes: absent, or complete and right, never torn.
     let client = node.client().await;
