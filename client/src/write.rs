@@ -35,7 +35,7 @@ pub struct StripePool {
 }
 
 /// Buffers kept for reuse (a few stripes' worth for every upload in flight).
-const POOL_BUFFERS_MAX: usize = 32;
+const POOL_BUFFERS_MAX: usize = 8;
 
 struct Pooled {
     buf: Vec<u8>,
