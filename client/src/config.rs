@@ -35,6 +35,11 @@ pub struct ClientConfig {
     /// (a killed node sends nothing back). Default 3000.
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
+    /// A request fails when its connection has received no packet at all
+    /// (not even a keep-alive acknowledgement) for this long: a node that
+    /// died is noticed this fast. Default 2000.
+    #[serde(default = "default_silence_ms")]
+    pub silence_ms: u64,
     /// How long an address that failed is skipped. Default 3000.
     #[serde(default = "default_down_ms")]
     pub down_ms: u64,
@@ -57,6 +62,9 @@ fn default_connect_timeout_ms() -> u64 {
 }
 fn default_idle_timeout_ms() -> u64 {
     3_000
+}
+fn default_silence_ms() -> u64 {
+    2_000
 }
 fn default_down_ms() -> u64 {
     3_000
@@ -93,6 +101,7 @@ impl ClientConfig {
             request_timeout_ms: default_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
             idle_timeout_ms: default_idle_timeout_ms(),
+            silence_ms: default_silence_ms(),
             down_ms: default_down_ms(),
             hedge_ms: default_hedge_ms(),
             zone_wait_ms: default_zone_wait_ms(),
@@ -122,6 +131,7 @@ impl ClientConfig {
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("zone_wait_ms", self.zone_wait_ms),
             ("idle_timeout_ms", self.idle_timeout_ms),
+            ("silence_ms", self.silence_ms),
         ] {
             if v == 0 {
                 return Err(ClientError::Config { detail: format!("{name} must be positive") });

@@ -27,6 +27,7 @@ pub(crate) struct Transport {
     pub(crate) timeout: Duration,
     connect_timeout: Duration,
     down_for: Duration,
+    silence: Duration,
 }
 
 /// A reply: the response and, for reads, the stream the payload follows on.
@@ -67,7 +68,10 @@ impl Transport {
         transport.stream_receive_window((16u32 * 1_048_576).into());
         transport.receive_window((64u32 * 1_048_576).into());
         transport.send_window(64 * 1_048_576);
-        transport.keep_alive_interval(Some(Duration::from_millis((cfg.idle_timeout_ms / 3).max(100))));
+        // Keep-alives often enough that a live node is never silent for
+        // `silence_ms` (its ACKs come back even while it works on a request).
+        let keep_alive = (cfg.idle_timeout_ms / 3).min(cfg.silence_ms / 4).max(50);
+        transport.keep_alive_interval(Some(Duration::from_millis(keep_alive)));
         transport.max_idle_timeout(Some(
             quinn::IdleTimeout::try_from(Duration::from_secs(5))
                 .map_err(|e| ClientError::Config { detail: e.to_string() })?,
@@ -86,6 +90,7 @@ impl Transport {
             timeout: Duration::from_millis(cfg.request_timeout_ms),
             connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
             down_for: Duration::from_millis(cfg.down_ms),
+            silence: Duration::from_millis(cfg.silence_ms),
         })
     }
 
@@ -179,8 +184,27 @@ impl Transport {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_frame(id, req, payload.len() as u64, epoch)?;
         let conn = self.connection(addr).await?;
+        tokio::select! {
+            r = self.exchange(addr, &conn, &frame, payload) => r,
+            () = silence(&conn, self.silence) => {
+                // quinn would keep a connection to a dead peer for up to
+                // max(idle timeout, 3 x PTO), and the PTO backs off while
+                // keep-alives go unanswered: seconds. Silence is faster.
+                conn.close(3u8.into(), b"peer silent");
+                Err(conn_err(addr, format!("no packet from the node for {} ms", self.silence.as_millis())))
+            }
+        }
+    }
+
+    async fn exchange(
+        &self,
+        addr: SocketAddr,
+        conn: &quinn::Connection,
+        frame: &[u8],
+        payload: &[u8],
+    ) -> Result<Reply, ClientError> {
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_err(addr, e))?;
-        send.write_all(&frame).await.map_err(|e| conn_err(addr, e))?;
+        send.write_all(frame).await.map_err(|e| conn_err(addr, e))?;
         if !payload.is_empty() {
             send.write_all(payload).await.map_err(|e| conn_err(addr, e))?;
         }
@@ -196,7 +220,27 @@ impl Transport {
         }
         Ok(Reply { response, recv, payload_len: header.payload_len.get() })
     }
+}
 
+/// Resolves once `conn` has received nothing for `limit` (checked every
+/// `limit / 8`); never while packets arrive.
+async fn silence(conn: &quinn::Connection, limit: Duration) {
+    let step = (limit / 8).max(Duration::from_millis(10));
+    let mut last = conn.stats().udp_rx.datagrams;
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(step).await;
+        let now = conn.stats().udp_rx.datagrams;
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= limit {
+            return;
+        }
+    }
+}
+
+impl Transport {
     /// Read a reply's payload completely into memory (bounded by the frame limit).
     pub(crate) async fn read_payload(&self, reply: &mut Reply, addr: SocketAddr) -> Result<Vec<u8>, ClientError> {
         let mut data = vec![0u8; reply.payload_len as usize];
