@@ -211,16 +211,12 @@ pub(crate) async fn fetch_stripe(
     // before it gives up on one), so a busy link does not double its load.
     let hedge = Duration::from_millis(client.inner.cfg.hedge_ms + l / 50_000);
     let mut parts: Vec<Option<Vec<u8>>> = vec![None; k];
-    let mut full_shards: Vec<Option<Vec<u8>>> = vec![None; k + m];
     let mut failed = Vec::new();
     let until = Instant::now() + hedge;
     let mut fast_ok = 0;
     while fast_ok < slice.shards.len() {
         match tokio::time::timeout_at(until.into(), set.join_next()).await {
-            Ok(Some(Ok((i, is_full, Ok(bytes))))) => {
-                if is_full && bytes.len() as u64 == l {
-                    full_shards[i] = Some(bytes.clone());
-                }
+            Ok(Some(Ok((i, _, Ok(bytes))))) => {
                 parts[i] = Some(bytes);
                 fast_ok += 1;
             }
@@ -239,11 +235,21 @@ pub(crate) async fn fetch_stripe(
         }
     }
     if fast_ok == slice.shards.len() {
+        if slice.shards.len() == 1 {
+            return Ok(parts[slice.shards.start].take().unwrap_or_default());
+        }
         let mut out = Vec::with_capacity((slice.within.end - slice.within.start) as usize);
         for i in slice.shards.clone() {
             out.extend_from_slice(parts[i].as_deref().unwrap_or_default());
         }
         return Ok(out);
+    }
+    // Whole data shards already here serve the decode as they are.
+    let mut full_shards: Vec<Option<Vec<u8>>> = vec![None; k + m];
+    for (i, p) in parts.into_iter().enumerate() {
+        if whole(i) {
+            full_shards[i] = p.filter(|b| b.len() as u64 == l);
+        }
     }
     // Hedge / degraded path: ask, in full, every shard not already asked
     // for in full; decode from the first k full shards (no decode when the

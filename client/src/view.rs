@@ -41,9 +41,12 @@ impl MapView {
         self.locs.get(&target).and_then(|l| self.map.zones.get(l.zone)).map(|z| z.name.as_str()).unwrap_or("?")
     }
 
-    /// The write-rule geometry of a group for a class.
+    /// The write-rule geometry of a group for a class (from the cached
+    /// target locations: no per-request walk of the map).
     pub fn geometry(&self, pg: u32, class: StorageClass) -> Geometry {
-        Geometry::of(&self.map, &self.placement, pg, self.map.classes.of(class))
+        let zone_of =
+            self.placement.targets(pg).iter().map(|t| self.locs.get(t).map(|l| l.zone).unwrap_or(usize::MAX)).collect();
+        Geometry::new(zone_of, usize::from(self.map.classes.of(class).data))
     }
 
     /// Answers a reader needs from a group to see every acknowledged

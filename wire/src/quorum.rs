@@ -9,9 +9,6 @@
 //! lost. A one-zone (development) map has no zone to lose; there the rule
 //! asks for k + ceil(m / 2) durable shards.
 
-use crate::map::{ClusterMap, EcProfile};
-use crate::placement::Placement;
-
 /// Which zone each shard position of a group lives in, and k.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Geometry {
@@ -28,13 +25,6 @@ impl Geometry {
         zones.sort_unstable();
         zones.dedup();
         Geometry { zone_of, zones, k }
-    }
-
-    /// The geometry of one placement group for one profile.
-    pub fn of(map: &ClusterMap, placement: &Placement, pg: u32, profile: EcProfile) -> Geometry {
-        let locs = map.targets();
-        let zone_of = placement.targets(pg).iter().map(|t| locs.get(t).map(|l| l.zone).unwrap_or(usize::MAX)).collect();
-        Geometry::new(zone_of, usize::from(profile.data))
     }
 
     /// k + m.

@@ -296,6 +296,11 @@ impl Reader {
         }
     }
 
+    /// A bucket's settings, or `NoSuchBucket`.
+    pub(crate) fn require_bucket(&self, name: &str) -> Result<BucketInfo, EngineError> {
+        self.bucket(name)?.ok_or_else(|| EngineError::NoSuchBucket { bucket: name.to_owned() })
+    }
+
     /// The committed metadata of a version, or of the newest committed
     /// version not in `exclude` (which may be a delete marker: the caller
     /// decides what a marker means).

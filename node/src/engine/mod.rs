@@ -246,9 +246,7 @@ impl Engine {
         if computed != shard_crc32c {
             return Err(EngineError::PayloadChecksum { sent: shard_crc32c, computed });
         }
-        if Reader::new(&self.inner.db)?.bucket(bucket)?.is_none() {
-            return Err(EngineError::NoSuchBucket { bucket: bucket.to_owned() });
-        }
+        Reader::new(&self.inner.db)?.require_bucket(bucket)?;
         // Delete markers use the reserve: a full target still takes deletes.
         let class = if meta.as_ref().is_some_and(|m| m.delete_marker && data_len == 0) {
             AllocClass::Reserve
@@ -270,11 +268,17 @@ impl Engine {
         }
     }
 
+    /// Append a record without shard data (commit, purge, delete, bucket).
+    /// These use the reserve: a full target can always shrink.
+    async fn write_metadata_record(&self, body: RecordBody) -> Result<Applied, EngineError> {
+        let buf = self.record_buffer(0)?;
+        self.inner.write_record(body, buf, 0, 0, AllocClass::Reserve).await
+    }
+
     /// Make a prepared version visible (idempotent).
     pub async fn commit(&self, bucket: &str, key: &str, version: VersionId) -> Result<(), EngineError> {
         let body = RecordBody::Commit { bucket: bucket.to_owned(), key: key.to_owned(), version };
-        let buf = self.record_buffer(0)?;
-        match self.inner.write_record(body, buf, 0, 0, AllocClass::Reserve).await? {
+        match self.write_metadata_record(body).await? {
             Applied::Commit => Ok(()),
             other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
         }
@@ -344,9 +348,7 @@ impl Engine {
         version: Option<VersionId>,
     ) -> Result<ObjectMeta, EngineError> {
         let no_key = || EngineError::NoSuchKey { bucket: bucket.to_owned(), key: key.to_owned(), version };
-        if reader.bucket(bucket)?.is_none() {
-            return Err(EngineError::NoSuchBucket { bucket: bucket.to_owned() });
-        }
+        reader.require_bucket(bucket)?;
         let meta = reader.meta(bucket, key, version, &[])?.ok_or_else(no_key)?;
         if meta.delete_marker {
             return Err(no_key());
@@ -372,9 +374,7 @@ impl Engine {
         exclude: &[VersionId],
     ) -> Result<tessera_wire::HeadOk, EngineError> {
         let reader = Reader::new(&self.inner.db)?;
-        if reader.bucket(bucket)?.is_none() {
-            return Err(EngineError::NoSuchBucket { bucket: bucket.to_owned() });
-        }
+        reader.require_bucket(bucket)?;
         let purged = reader.purged(bucket, key, tessera_wire::limits::VERSION_LIST_MAX)?;
         let committed = reader.meta(bucket, key, version, exclude)?;
         if committed.is_some() {
@@ -390,13 +390,10 @@ impl Engine {
     /// Purge one version: remove it (committed, prepared or pending) and
     /// keep a tombstone so it is never written or served here again.
     pub async fn purge(&self, bucket: &str, key: &str, version: VersionId) -> Result<bool, EngineError> {
-        if Reader::new(&self.inner.db)?.bucket(bucket)?.is_none() {
-            return Err(EngineError::NoSuchBucket { bucket: bucket.to_owned() });
-        }
+        Reader::new(&self.inner.db)?.require_bucket(bucket)?;
         let body =
             RecordBody::Delete { bucket: bucket.to_owned(), key: key.to_owned(), version: Some(version), marker: None };
-        let buf = self.record_buffer(0)?;
-        match self.inner.write_record(body, buf, 0, 0, AllocClass::Reserve).await? {
+        match self.write_metadata_record(body).await? {
             Applied::Purged { removed } => Ok(removed),
             other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
         }
@@ -416,9 +413,7 @@ impl Engine {
         limit: u32,
     ) -> Result<tessera_wire::ListVersionsOk, EngineError> {
         let reader = Reader::new(&self.inner.db)?;
-        if reader.bucket(bucket)?.is_none() {
-            return Err(EngineError::NoSuchBucket { bucket: bucket.to_owned() });
-        }
+        reader.require_bucket(bucket)?;
         reader.list_versions(bucket, prefix, after, limit)
     }
 
@@ -430,9 +425,7 @@ impl Engine {
         version: Option<VersionId>,
         marker_version: VersionId,
     ) -> Result<(Vec<VersionId>, Option<VersionId>), EngineError> {
-        let info = Reader::new(&self.inner.db)?
-            .bucket(bucket)?
-            .ok_or_else(|| EngineError::NoSuchBucket { bucket: bucket.to_owned() })?;
+        let info = Reader::new(&self.inner.db)?.require_bucket(bucket)?;
         let marker = (version.is_none() && info.versioned).then(|| ObjectMeta {
             key: key.to_owned(),
             version: marker_version,
@@ -450,8 +443,7 @@ impl Engine {
             delete_marker: true,
         });
         let body = RecordBody::Delete { bucket: bucket.to_owned(), key: key.to_owned(), version, marker };
-        let buf = self.record_buffer(0)?;
-        match self.inner.write_record(body, buf, 0, 0, AllocClass::Reserve).await? {
+        match self.write_metadata_record(body).await? {
             Applied::Delete { removed, marker } => Ok((removed, marker)),
             Applied::Purged { removed } => Ok((if removed { version.into_iter().collect() } else { Vec::new() }, None)),
             other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
@@ -468,9 +460,7 @@ impl Engine {
         limit: u32,
     ) -> Result<ListOk, EngineError> {
         let reader = Reader::new(&self.inner.db)?;
-        if reader.bucket(bucket)?.is_none() {
-            return Err(EngineError::NoSuchBucket { bucket: bucket.to_owned() });
-        }
+        reader.require_bucket(bucket)?;
         reader.list(bucket, prefix, delimiter, start_after, limit)
     }
 
@@ -482,8 +472,7 @@ impl Engine {
             }
             return Err(EngineError::BucketExists { bucket: info.name });
         }
-        let buf = self.record_buffer(0)?;
-        match self.inner.write_record(RecordBody::Bucket { info }, buf, 0, 0, AllocClass::Reserve).await? {
+        match self.write_metadata_record(RecordBody::Bucket { info }).await? {
             Applied::Bucket(b) => Ok(b),
             other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
         }
