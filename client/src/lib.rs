@@ -18,6 +18,7 @@ mod error;
 mod list;
 mod listing;
 mod read;
+mod repair;
 mod transport;
 mod view;
 mod write;

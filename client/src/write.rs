@@ -175,6 +175,7 @@ async fn lane(
             shard: ShardIndex(shard as u16),
             shard_crc32c: crc32c::crc32c(&item.data),
             meta: item.meta,
+            repair: false,
         });
         match t.call(addr, &req, &item.data, epoch).await {
             Ok(reply) => match reply.response {

@@ -58,6 +58,8 @@ pub struct MapState {
     node: String,
     ports: Vec<u16>,
     targets: Vec<(TargetId, u16)>,
+    /// Placement of the current map, built on first use per epoch.
+    placement: RwLock<Option<(u64, Arc<tessera_wire::Placement>)>>,
 }
 
 impl MapState {
@@ -84,6 +86,7 @@ impl MapState {
             node: cfg.node_name.clone(),
             ports,
             targets,
+            placement: RwLock::new(None),
         };
         state.check_matches(&map)?;
         Ok(state)
@@ -100,6 +103,27 @@ impl MapState {
             Ok(c) => c.map.clone(),
             Err(p) => p.into_inner().map.clone(),
         }
+    }
+
+    /// The placement of the current map (cached per epoch): which group a
+    /// key is in, for anti-entropy requests.
+    pub fn placement(&self) -> Result<Arc<tessera_wire::Placement>, String> {
+        let epoch = self.epoch();
+        if let Ok(guard) = self.placement.read() {
+            if let Some((e, p)) = guard.as_ref() {
+                if *e == epoch {
+                    return Ok(p.clone());
+                }
+            }
+        }
+        let map = self.map();
+        let p = Arc::new(
+            tessera_wire::Placement::build(&map).map_err(|e| format!("placement of map epoch {}: {e}", map.epoch))?,
+        );
+        if let Ok(mut guard) = self.placement.write() {
+            *guard = Some((map.epoch, p.clone()));
+        }
+        Ok(p)
     }
 
     /// The current map as postcard (what GetMap sends).

@@ -63,6 +63,33 @@ pub struct NodeConfig {
     /// How often the sweeper looks.
     #[serde(default = "default_sweep_interval_ms")]
     pub sweep_interval_ms: u64,
+    /// Pause between anti-entropy rounds (a round that repaired something
+    /// is followed by the next at once).
+    #[serde(default = "default_repair_interval_ms")]
+    pub repair_interval_ms: u64,
+    /// Repair bandwidth: MiB/s of rebuilt shard bytes this node writes
+    /// (0 pauses repair). `tessera repair rate` changes it at run time.
+    #[serde(default = "default_repair_mib_s")]
+    pub repair_mib_s: u32,
+    /// Scrubber read rate per core, MiB/s (0: no scrubbing).
+    #[serde(default = "default_scrub_mib_s")]
+    pub scrub_mib_s: u32,
+    /// Pause after a complete scrub pass over a core's targets.
+    #[serde(default = "default_scrub_pass_interval_ms")]
+    pub scrub_pass_interval_ms: u64,
+}
+
+fn default_repair_interval_ms() -> u64 {
+    10_000
+}
+fn default_repair_mib_s() -> u32 {
+    64
+}
+fn default_scrub_mib_s() -> u32 {
+    4
+}
+fn default_scrub_pass_interval_ms() -> u64 {
+    3_600_000
 }
 
 fn default_peer_server_name() -> String {
@@ -219,6 +246,9 @@ impl NodeConfig {
                     t.id
                 )));
             }
+        }
+        if self.repair_interval_ms == 0 || self.scrub_pass_interval_ms == 0 {
+            return Err(ConfigError::Invalid("repair_interval_ms and scrub_pass_interval_ms must be positive".into()));
         }
         if self.sweep_interval_ms == 0 {
             return Err(ConfigError::Invalid("sweep_interval_ms must be positive".into()));

@@ -185,11 +185,25 @@ fn core_main(
             map,
         });
         tokio::task::spawn_local(update_gauges(ctx.clone(), io.clone()));
+        tokio::task::spawn_local(crate::scrub::run(
+            ctx.clone(),
+            cfg.scrub_mib_s,
+            Duration::from_millis(cfg.scrub_pass_interval_ms),
+        ));
         match &cfg.ca_cert {
             Some(ca) => {
                 let seed = SocketAddr::new(cfg.listen_addr, cfg.base_port);
                 let client_cfg =
                     tessera_client::ClientConfig::new(seed.to_string(), cfg.peer_server_name.clone(), ca.clone());
+                if core == 0 {
+                    metrics.repair.update(|r| r.rate_limit_mib_s = cfg.repair_mib_s);
+                    tokio::task::spawn_local(crate::repair::run(
+                        client_cfg.clone(),
+                        cfg.node_name.clone(),
+                        metrics.clone(),
+                        Duration::from_millis(cfg.repair_interval_ms),
+                    ));
+                }
                 tokio::task::spawn_local(crate::sweeper::run(
                     ctx.clone(),
                     client_cfg,
@@ -197,7 +211,9 @@ fn core_main(
                     Duration::from_millis(cfg.prepared_expiry_ms),
                 ));
             }
-            None if core == 0 => tracing::warn!("no ca_cert configured: the sweeper of abandoned writes is off"),
+            None if core == 0 => {
+                tracing::warn!("no ca_cert configured: the sweeper of abandoned writes and repair are off")
+            }
             None => {}
         }
         tokio::task::spawn_local(serve(ctx.clone(), endpoint.clone()));

@@ -88,6 +88,33 @@ pub struct NodeMetrics {
     pub cores: Vec<CoreMetrics>,
     /// Per target.
     pub targets: Vec<TargetMetrics>,
+    /// Repair and scrub progress (written by the repair task and the
+    /// scrubbers, read by status requests and the exporter).
+    pub repair: RepairStats,
+}
+
+/// Repair and scrub progress of a node. A mutex, not atomics: it changes a
+/// few times per repaired version, never per request.
+pub struct RepairStats {
+    status: std::sync::Mutex<tessera_wire::repair::RepairStatusOk>,
+}
+
+impl RepairStats {
+    /// A copy of the current figures.
+    pub fn snapshot(&self) -> tessera_wire::repair::RepairStatusOk {
+        match self.status.lock() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Change the figures.
+    pub fn update(&self, f: impl FnOnce(&mut tessera_wire::repair::RepairStatusOk)) {
+        match self.status.lock() {
+            Ok(mut s) => f(&mut s),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
 }
 
 impl NodeMetrics {
@@ -97,6 +124,12 @@ impl NodeMetrics {
             node: node.to_owned(),
             cores: (0..cores).map(|_| CoreMetrics::default()).collect(),
             targets: target_ids.iter().map(|&id| TargetMetrics { id, ..Default::default() }).collect(),
+            repair: RepairStats {
+                status: std::sync::Mutex::new(tessera_wire::repair::RepairStatusOk {
+                    node: node.to_owned(),
+                    ..Default::default()
+                }),
+            },
         })
     }
 
@@ -194,6 +227,55 @@ impl NodeMetrics {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge");
             for t in &self.targets {
                 let _ = writeln!(s, "{name}{{node=\"{n}\",target=\"{}\"}} {}", t.id, get(t));
+            }
+        }
+        let r = self.repair.snapshot();
+        let repair: [(&str, &str, &str, u64); 13] = [
+            (
+                "tessera_repair_rate_limit_mib_per_second",
+                "gauge",
+                "Repair bandwidth limit (0: paused).",
+                u64::from(r.rate_limit_mib_s),
+            ),
+            ("tessera_repair_rounds_total", "counter", "Anti-entropy rounds completed.", r.rounds),
+            ("tessera_repair_pgs_led", "gauge", "Placement groups this node leads repair for.", u64::from(r.pgs_led)),
+            ("tessera_repair_pgs_in_sync", "gauge", "Led groups whose members all agree.", u64::from(r.pgs_in_sync)),
+            (
+                "tessera_repair_pgs_member_unreachable",
+                "gauge",
+                "Led groups with a silent member.",
+                u64::from(r.pgs_member_unreachable),
+            ),
+            (
+                "tessera_repair_backlog_versions",
+                "gauge",
+                "Member copies of versions waiting for repair.",
+                r.backlog_versions,
+            ),
+            ("tessera_repair_backlog_bytes", "gauge", "Shard bytes waiting to be rebuilt.", r.backlog_bytes),
+            ("tessera_repair_repaired_bytes_total", "counter", "Shard bytes rebuilt and written.", r.repaired_bytes),
+            ("tessera_repair_rate_bytes_per_second", "gauge", "Recent repair write rate.", r.rate_bytes_s),
+            (
+                "tessera_repair_eta_seconds",
+                "gauge",
+                "Backlog time left at the recent rate (-1: unknown).",
+                r.eta_s.unwrap_or(u64::MAX),
+            ),
+            (
+                "tessera_repair_unrepairable",
+                "gauge",
+                "Versions with fewer than k intact shards reachable.",
+                r.unrepairable,
+            ),
+            ("tessera_scrub_bytes_total", "counter", "Bytes verified by the scrubber.", r.scrubbed_bytes),
+            ("tessera_corrupt_shards_total", "counter", "Shards found failing their checksum.", r.corrupt_found),
+        ];
+        for (name, kind, help, value) in repair {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            if value == u64::MAX {
+                let _ = writeln!(s, "{name}{{node=\"{n}\"}} -1");
+            } else {
+                let _ = writeln!(s, "{name}{{node=\"{n}\"}} {value}");
             }
         }
         s

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_wire::limits::BODY_BYTES_MAX;
+use tessera_wire::repair::PgDigestOk;
 use tessera_wire::{
     decode_request, encode_frame, CommitOk, CoreStatus, DeleteOk, ErrorBody, ErrorCode, FrameHeader, GetShardOk, MapOk,
     NodeStatusOk, Opcode, PutShardOk, Request, Response, TargetId, TargetStatus, FRAME_HEADER_LEN,
@@ -181,7 +182,14 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
     let payload_len = header.payload_len.get();
     let node_epoch = ctx.map.epoch();
     let request_epoch = header.map_epoch.get();
-    let map_free = matches!(request, Request::NodeStatus(_) | Request::GetMap(_) | Request::SetMap(_));
+    let map_free = matches!(
+        request,
+        Request::NodeStatus(_)
+            | Request::GetMap(_)
+            | Request::SetMap(_)
+            | Request::RepairStatus(_)
+            | Request::SetRepairRate(_)
+    );
     if !map_free && request_epoch != node_epoch {
         // Refuse before touching any target: the sender may have placed
         // this request by another map.
@@ -243,10 +251,17 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
                 bad_frame(ctx, send, recv, request_id, format!("payload truncated: expected {len} bytes: {e}")).await;
                 return None;
             }
-            match engine
-                .put_shard(&p.bucket, &p.key, p.version, p.stripe, p.shard, p.shard_crc32c, p.meta, buf, len)
-                .await
-            {
+            let result = if p.repair {
+                engine
+                    .repair_shard(&p.bucket, &p.key, p.version, p.stripe, p.shard, p.shard_crc32c, buf, len)
+                    .await
+                    .map(|()| false)
+            } else {
+                engine
+                    .put_shard(&p.bucket, &p.key, p.version, p.stripe, p.shard, p.shard_crc32c, p.meta, buf, len)
+                    .await
+            };
+            match result {
                 Ok(prepared) => Response::PutShardOk(PutShardOk { target: p.target, prepared }),
                 Err(e) => engine_error(&e),
             }
@@ -265,7 +280,20 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
                     let ok = reply(ctx, send, request_id, &resp, payload).await;
                     return Some(Served { op, ok, bytes_in: 0, bytes_out });
                 }
-                Err(e) => engine_error(&e),
+                Err(e) => {
+                    if matches!(e, EngineError::ChecksumMismatch { .. }) {
+                        // Remember it so anti-entropy rebuilds this copy;
+                        // the reader decodes around it meanwhile.
+                        ctx.metrics.repair.update(|r| r.corrupt_found += 1);
+                        let engine = engine.clone();
+                        tokio::task::spawn_local(async move {
+                            if let Err(e) = engine.mark_corrupt(&g.bucket, &g.key, g.version, g.stripe, g.shard).await {
+                                tracing::warn!(error = %e, "could not record a corrupt shard");
+                            }
+                        });
+                    }
+                    engine_error(&e)
+                }
             },
         },
         Request::Head(h) => match engine_for(h.target) {
@@ -338,6 +366,28 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
             Ok(engine) => engine.bucket(&g.name).map(Response::GetBucketOk).unwrap_or_else(|e| engine_error(&e)),
         },
         Request::NodeStatus(_) => Response::NodeStatusOk(status(ctx)),
+        Request::PgDigest(d) => match (engine_for(d.target), ctx.map.placement()) {
+            (Err(r), _) => r,
+            (_, Err(e)) => error_response(ErrorCode::Internal, e),
+            (Ok(engine), Ok(p)) => engine
+                .pg_digests(&|b: &str, k: &str| p.pg_of(b, k), &d.pgs)
+                .map(|sums| Response::PgDigestOk(PgDigestOk { target: d.target, sums }))
+                .unwrap_or_else(|e| engine_error(&e)),
+        },
+        Request::PgList(l) => match (engine_for(l.target), ctx.map.placement()) {
+            (Err(r), _) => r,
+            (_, Err(e)) => error_response(ErrorCode::Internal, e),
+            (Ok(engine), Ok(p)) => engine
+                .pg_list(&|b: &str, k: &str| p.pg_of(b, k), l.pg, l.after.as_ref(), l.limit)
+                .map(Response::PgListOk)
+                .unwrap_or_else(|e| engine_error(&e)),
+        },
+        Request::RepairStatus(_) => Response::RepairStatusOk(ctx.metrics.repair.snapshot()),
+        Request::SetRepairRate(r) => {
+            ctx.metrics.repair.update(|s| s.rate_limit_mib_s = r.mib_s);
+            tracing::info!(mib_s = r.mib_s, "repair rate changed");
+            Response::RepairStatusOk(ctx.metrics.repair.snapshot())
+        }
     };
     let ok = !matches!(resp, Response::Error(_));
     let sent = reply(ctx, send, request_id, &resp, &[]).await;

@@ -147,6 +147,7 @@ async fn bad_frames_get_clear_errors_and_hurt_no_one_else() {
         shard: ShardIndex(0),
         shard_crc32c: 0,
         meta: None,
+        repair: false,
     });
     let mut f = encode_frame(8, &put, 1_000, 1).unwrap();
     f.extend_from_slice(&[1u8; 100]);

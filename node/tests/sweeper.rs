@@ -66,6 +66,7 @@ async fn abandoned_prepared_versions_are_purged_or_committed() {
                     shard: ShardIndex(i as u16),
                     shard_crc32c: crc32c::crc32c(shard),
                     meta: Some(meta(key, version)),
+                    repair: false,
                 });
                 match send(&conns[t.0 as usize], &req, shard).await {
                     Response::PutShardOk(ok) => assert!(ok.prepared),

@@ -44,6 +44,20 @@ pub(crate) struct DevArgs {
     /// Start the region, run the demo, and stop (no waiting for Ctrl-C).
     #[arg(long)]
     pub(crate) exit_after_demo: bool,
+    /// Run each zone in its own Linux network namespace (needs root):
+    /// nodes get addresses 10.ID.Z.N behind a bridge, so zones can be
+    /// partitioned and made lossy (`partition-zone`, `impair-zone`).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=250))]
+    pub(crate) netns: Option<u8>,
+    /// Pause between a node's anti-entropy repair rounds, ms.
+    #[arg(long, default_value_t = 5_000)]
+    pub(crate) repair_interval_ms: u64,
+    /// Pause between a node's complete scrub passes, ms.
+    #[arg(long, default_value_t = 60_000)]
+    pub(crate) scrub_pass_interval_ms: u64,
+    /// Scrub read rate per core, MiB/s (0: off).
+    #[arg(long, default_value_t = 4)]
+    pub(crate) scrub_mib_s: u32,
     #[command(subcommand)]
     pub(crate) cmd: Option<DevCmd>,
 }
@@ -67,11 +81,77 @@ pub(crate) enum DevCmd {
         /// Zone name.
         zone: String,
     },
+    /// Cut a zone off the network, processes left running (--netns regions).
+    PartitionZone {
+        /// The region's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Zone name.
+        zone: String,
+    },
+    /// Reconnect a zone and remove any loss or delay (--netns regions).
+    HealZone {
+        /// The region's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Zone name.
+        zone: String,
+    },
+    /// Drop a share of a zone's packets both ways, and delay them where the
+    /// kernel has netem (--netns regions).
+    ImpairZone {
+        /// The region's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Zone name.
+        zone: String,
+        /// Percent of packets dropped in each direction.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+        loss: u8,
+        /// Added one-way delay, ms (needs sch_netem).
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u32,
+    },
+    /// Freeze a node (SIGSTOP): alive to the kernel, silent to its peers.
+    PauseNode {
+        /// The region's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Node name (z1-n1, ...).
+        node: String,
+    },
+    /// Resume a paused node (SIGCONT).
+    ResumeNode {
+        /// The region's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Node name.
+        node: String,
+    },
+    /// Stop every node and remove the region's network namespaces.
+    Down {
+        /// The region's directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
-/// Address of node `n` of zone `z` (0-based).
+/// Address of node `n` of zone `z` (0-based) on loopback.
 pub(crate) fn node_host(z: usize, n: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, z as u8 + 1, n as u8 + 1))
+}
+
+/// The namespace id of a --netns region (from DIR/netns), if it is one.
+fn netns_id(dir: &Path) -> Option<u8> {
+    std::fs::read_to_string(dir.join("netns")).ok()?.trim().parse().ok()
+}
+
+/// Zone index (0-based) of a zone name or of a node name.
+fn zone_index(map: &ClusterMap, zone_or_node: &str) -> anyhow::Result<usize> {
+    map.zones
+        .iter()
+        .position(|z| z.name == zone_or_node || z.nodes.iter().any(|n| n.name == zone_or_node))
+        .with_context(|| format!("no zone or node {zone_or_node:?} in the map"))
 }
 
 fn node_dir(dir: &Path, node: &str) -> PathBuf {
@@ -86,6 +166,10 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs) -> anyhow::Result<ClusterMa
     }
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     tessera_node::tls::write_dev_certs(&dir.join("tls")).context("generate dev certificates")?;
+    let host = |z: usize, n: usize| match a.netns {
+        Some(id) => crate::netns::node_host(id, z, n),
+        None => node_host(z, n),
+    };
     let mut map = ClusterMap::uniform(
         "dev",
         a.zones,
@@ -94,8 +178,11 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs) -> anyhow::Result<ClusterMa
         1,
         a.target_mib * 1_048_576,
         a.base_port,
-        node_host,
+        host,
     );
+    if let Some(id) = a.netns {
+        std::fs::write(dir.join("netns"), id.to_string())?;
+    }
     let weighted = a.zones * a.nodes * usize::from(a.cores);
     if weighted < map.shards_per_pg() {
         // Small development shapes: the largest even profile that fits.
@@ -117,17 +204,21 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs) -> anyhow::Result<ClusterMa
             let mut s = format!(
                 "# Written by `tessera dev`. Every setting is documented in docs/node-config.md.\n\
                  node_name = \"{}\"\nlisten_addr = \"{}\"\nbase_port = {}\ncores = {}\npin_cores = false\n\
-                 metrics_addr = \"{}:{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nca_cert = \"{}\"\nmap = \"{}\"\n",
+                 metrics_addr = \"{}:{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nca_cert = \"{}\"\nmap = \"{}\"\n\
+                 repair_interval_ms = {}\nscrub_mib_s = {}\nscrub_pass_interval_ms = {}\n",
                 node.name,
-                node_host(zi, ni),
+                host(zi, ni),
                 a.base_port,
                 a.cores,
-                node_host(zi, ni),
+                host(zi, ni),
                 a.metrics_port,
                 dir.join("tls/node.pem").display(),
                 dir.join("tls/node.key").display(),
                 dir.join("tls/ca.pem").display(),
-                nd.join("map.toml").display()
+                nd.join("map.toml").display(),
+                a.repair_interval_ms,
+                a.scrub_mib_s,
+                a.scrub_pass_interval_ms,
             );
             for t in &node.targets {
                 s.push_str(&format!(
@@ -142,7 +233,7 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs) -> anyhow::Result<ClusterMa
             std::fs::write(nd.join("node.toml"), s)?;
         }
     }
-    let first = node_host(0, 0);
+    let first = host(0, 0);
     std::fs::write(
         dir.join("client.toml"),
         format!(
@@ -183,7 +274,17 @@ pub(crate) fn start_node(dir: &Path, node: &str) -> anyhow::Result<()> {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(nd.join("node.log"))?;
     let exe = std::env::current_exe().context("locate the tessera binary")?;
     use std::os::unix::process::CommandExt;
-    let child = Command::new(exe)
+    let mut cmd = match netns_id(dir) {
+        Some(id) => {
+            let zi = zone_index(&load_map(dir)?, node)?;
+            let prefix = crate::netns::exec_prefix(id, zi);
+            let mut c = Command::new(&prefix[0]);
+            c.args(&prefix[1..]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let child = cmd
         .args(["node", "--config"])
         .arg(nd.join("node.toml"))
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
@@ -237,6 +338,9 @@ pub(crate) fn stop_zone(dir: &Path, zone: &str) -> anyhow::Result<()> {
 /// Start a zone's nodes again.
 pub(crate) fn start_zone(dir: &Path, zone: &str) -> anyhow::Result<()> {
     let map = load_map(dir)?;
+    if let Some(id) = netns_id(dir) {
+        crate::netns::setup(id, map.zones.len(), map.zones.iter().map(|z| z.nodes.len()).max().unwrap_or(0))?;
+    }
     for node in zone_nodes(&map, zone)? {
         start_node(dir, &node)?;
         println!("zone {zone}: node {node} started");
@@ -276,11 +380,64 @@ async fn wait_ready(client_path: &Path) -> anyhow::Result<tessera_client::Client
     }
 }
 
+/// The zone and node subcommands, from any shell.
+fn control(cmd: &DevCmd) -> anyhow::Result<()> {
+    let netns = |dir: &Path| {
+        netns_id(dir).with_context(|| format!("{} is not a --netns region; use stop-zone instead", dir.display()))
+    };
+    match cmd {
+        DevCmd::StopZone { dir, zone } => stop_zone(dir, zone),
+        DevCmd::StartZone { dir, zone } => start_zone(dir, zone),
+        DevCmd::PartitionZone { dir, zone } => {
+            let z = zone_index(&load_map(dir)?, zone)?;
+            crate::netns::set_link(netns(dir)?, z, false)?;
+            println!("zone {zone}: partitioned (link down)");
+            Ok(())
+        }
+        DevCmd::HealZone { dir, zone } => {
+            let id = netns(dir)?;
+            let z = zone_index(&load_map(dir)?, zone)?;
+            crate::netns::impair(id, z, 0, 0)?;
+            crate::netns::set_link(id, z, true)?;
+            println!("zone {zone}: healed");
+            Ok(())
+        }
+        DevCmd::ImpairZone { dir, zone, loss, delay_ms } => {
+            let z = zone_index(&load_map(dir)?, zone)?;
+            crate::netns::impair(netns(dir)?, z, *loss, *delay_ms)?;
+            println!("zone {zone}: {loss}% loss each way, {delay_ms} ms delay");
+            Ok(())
+        }
+        DevCmd::PauseNode { dir, node } => {
+            anyhow::ensure!(signal_node(dir, node, libc::SIGSTOP), "node {node} is not running");
+            println!("node {node}: paused");
+            Ok(())
+        }
+        DevCmd::ResumeNode { dir, node } => {
+            anyhow::ensure!(signal_node(dir, node, libc::SIGCONT), "node {node} is not running");
+            println!("node {node}: resumed");
+            Ok(())
+        }
+        DevCmd::Down { dir } => {
+            let map = load_map(dir)?;
+            for z in &map.zones {
+                for n in &z.nodes {
+                    signal_node(dir, &n.name, libc::SIGCONT);
+                }
+            }
+            stop_all(dir, &map);
+            if let Some(id) = netns_id(dir) {
+                crate::netns::teardown(id, map.zones.len());
+            }
+            println!("region in {} stopped", dir.display());
+            Ok(())
+        }
+    }
+}
+
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
-    match &args.cmd {
-        Some(DevCmd::StopZone { dir, zone }) => return stop_zone(dir, zone),
-        Some(DevCmd::StartZone { dir, zone }) => return start_zone(dir, zone),
-        None => {}
+    if let Some(cmd) = &args.cmd {
+        return control(cmd);
     }
     let Some(dir) = args.dir.clone() else { bail!("tessera dev needs --dir DIR") };
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -291,6 +448,9 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     } else {
         create_region(&dir, &args)?
     };
+    if let Some(id) = netns_id(&dir) {
+        crate::netns::setup(id, map.zones.len(), map.zones.iter().map(|z| z.nodes.len()).max().unwrap_or(0))?;
+    }
     for z in &map.zones {
         for n in &z.nodes {
             start_node(&dir, &n.name)?;
@@ -339,6 +499,9 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  tessera dev start-zone --dir {} {zone}", dir.display());
     if args.exit_after_demo {
         stop_all(&dir, &map);
+        if let Some(id) = netns_id(&dir) {
+            crate::netns::teardown(id, map.zones.len());
+        }
         println!("stopped");
         return Ok(());
     }
@@ -350,6 +513,9 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     println!("stopping…");
     stop_all(&dir, &map);
+    if let Some(id) = netns_id(&dir) {
+        crate::netns::teardown(id, map.zones.len());
+    }
     println!("stopped cleanly");
     Ok(())
 }

@@ -2,6 +2,8 @@
 
 mod dev;
 mod du;
+mod netns;
+mod repair_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,6 +114,11 @@ enum Cmd {
     PushMap {
         /// Map file.
         map: PathBuf,
+    },
+    /// Anti-entropy repair and scrubbing: `status`, or `rate MIB_S`.
+    Repair {
+        #[command(subcommand)]
+        cmd: repair_cmd::RepairCmd,
     },
 }
 
@@ -316,6 +323,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 println!("map epoch {} installed on every node", m.epoch);
             } else {
                 println!("map epoch {} installed; refused or unreachable: {}", m.epoch, failed.join("; "));
+            }
+        }
+        Cmd::Repair { cmd } => {
+            let c = client(cli.config).await?;
+            if !repair_cmd::run(&c, cmd).await? {
+                return Err(CliError::Io("some nodes did not answer (listed above)".into()));
             }
         }
         Cmd::Ls { path, recursive, .. } => {

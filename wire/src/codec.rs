@@ -119,6 +119,10 @@ impl FrameBody for Request {
             Request::ListVersions(_) => Opcode::ListVersions,
             Request::GetMap(_) => Opcode::GetMap,
             Request::SetMap(_) => Opcode::SetMap,
+            Request::PgDigest(_) => Opcode::PgDigest,
+            Request::PgList(_) => Opcode::PgList,
+            Request::RepairStatus(_) => Opcode::RepairStatus,
+            Request::SetRepairRate(_) => Opcode::SetRepairRate,
         }
     }
     fn to_body(&self) -> Result<Vec<u8>, postcard::Error> {
@@ -135,6 +139,10 @@ impl FrameBody for Request {
             Request::ListVersions(m) => postcard::to_stdvec(m),
             Request::GetMap(m) => postcard::to_stdvec(m),
             Request::SetMap(m) => postcard::to_stdvec(m),
+            Request::PgDigest(m) => postcard::to_stdvec(m),
+            Request::PgList(m) => postcard::to_stdvec(m),
+            Request::RepairStatus(m) => postcard::to_stdvec(m),
+            Request::SetRepairRate(m) => postcard::to_stdvec(m),
         }
     }
 }
@@ -153,6 +161,9 @@ impl FrameBody for Response {
             Response::CommitOk(_) => Opcode::CommitOk,
             Response::ListVersionsOk(_) => Opcode::ListVersionsOk,
             Response::MapOk(_) => Opcode::MapOk,
+            Response::PgDigestOk(_) => Opcode::PgDigestOk,
+            Response::PgListOk(_) => Opcode::PgListOk,
+            Response::RepairStatusOk(_) => Opcode::RepairStatusOk,
             Response::Error(_) => Opcode::Error,
         }
     }
@@ -169,6 +180,9 @@ impl FrameBody for Response {
             Response::CommitOk(m) => postcard::to_stdvec(m),
             Response::ListVersionsOk(m) => postcard::to_stdvec(m),
             Response::MapOk(m) => postcard::to_stdvec(m),
+            Response::PgDigestOk(m) => postcard::to_stdvec(m),
+            Response::PgListOk(m) => postcard::to_stdvec(m),
+            Response::RepairStatusOk(m) => postcard::to_stdvec(m),
             Response::Error(m) => postcard::to_stdvec(m),
         }
     }
@@ -230,6 +244,10 @@ pub fn decode_body(opcode: Opcode, body: &[u8]) -> Result<Decoded, DecodeError> 
         O::ListVersions => Decoded::Request(Request::ListVersions(take(opcode, body)?)),
         O::GetMap => Decoded::Request(Request::GetMap(take(opcode, body)?)),
         O::SetMap => Decoded::Request(Request::SetMap(take(opcode, body)?)),
+        O::PgDigest => Decoded::Request(Request::PgDigest(take(opcode, body)?)),
+        O::PgList => Decoded::Request(Request::PgList(take(opcode, body)?)),
+        O::RepairStatus => Decoded::Request(Request::RepairStatus(take(opcode, body)?)),
+        O::SetRepairRate => Decoded::Request(Request::SetRepairRate(take(opcode, body)?)),
         O::PutShardOk => Decoded::Response(Response::PutShardOk(take(opcode, body)?)),
         O::GetShardOk => Decoded::Response(Response::GetShardOk(take(opcode, body)?)),
         O::HeadOk => Decoded::Response(Response::HeadOk(take(opcode, body)?)),
@@ -241,6 +259,9 @@ pub fn decode_body(opcode: Opcode, body: &[u8]) -> Result<Decoded, DecodeError> 
         O::CommitOk => Decoded::Response(Response::CommitOk(take(opcode, body)?)),
         O::ListVersionsOk => Decoded::Response(Response::ListVersionsOk(take(opcode, body)?)),
         O::MapOk => Decoded::Response(Response::MapOk(take(opcode, body)?)),
+        O::PgDigestOk => Decoded::Response(Response::PgDigestOk(take(opcode, body)?)),
+        O::PgListOk => Decoded::Response(Response::PgListOk(take(opcode, body)?)),
+        O::RepairStatusOk => Decoded::Response(Response::RepairStatusOk(take(opcode, body)?)),
         O::Error => Decoded::Response(Response::Error(take(opcode, body)?)),
     };
     check(opcode, &decoded)?;
@@ -394,6 +415,51 @@ fn check(opcode: Opcode, decoded: &Decoded) -> Result<(), DecodeError> {
             }
         }
         Decoded::Request(Request::GetMap(_) | Request::SetMap(_)) => {}
+        Decoded::Request(Request::RepairStatus(_) | Request::SetRepairRate(_)) => {}
+        Decoded::Request(Request::PgDigest(m)) => {
+            if m.pgs.len() > crate::repair::PG_DIGEST_MAX {
+                return Err(DecodeError::TooManyEntries {
+                    field: "pgs",
+                    count: m.pgs.len(),
+                    max: crate::repair::PG_DIGEST_MAX,
+                });
+            }
+        }
+        Decoded::Request(Request::PgList(m)) => {
+            if let Some(a) = &m.after {
+                bucket(opcode, &a.bucket)?;
+                key(opcode, &a.key)?;
+            }
+            if m.limit == 0 || m.limit > crate::repair::PG_LIST_MAX {
+                return Err(DecodeError::OutOfRange {
+                    field: "limit",
+                    value: u64::from(m.limit),
+                    allowed: "1..=PG_LIST_MAX",
+                });
+            }
+        }
+        Decoded::Response(Response::PgDigestOk(m)) => {
+            if m.sums.len() > crate::repair::PG_DIGEST_MAX {
+                return Err(DecodeError::TooManyEntries {
+                    field: "sums",
+                    count: m.sums.len(),
+                    max: crate::repair::PG_DIGEST_MAX,
+                });
+            }
+        }
+        Decoded::Response(Response::PgListOk(m)) => {
+            if m.entries.len() > crate::repair::PG_LIST_MAX as usize {
+                return Err(DecodeError::TooManyEntries {
+                    field: "entries",
+                    count: m.entries.len(),
+                    max: crate::repair::PG_LIST_MAX as usize,
+                });
+            }
+            for e in &m.entries {
+                bucket(opcode, &e.at.bucket)?;
+                key(opcode, &e.at.key)?;
+            }
+        }
         Decoded::Request(Request::Delete(m)) => {
             bucket(opcode, &m.bucket)?;
             key(opcode, &m.key)?;
@@ -473,7 +539,8 @@ fn check(opcode: Opcode, decoded: &Decoded) -> Result<(), DecodeError> {
             | Response::CreateBucketOk(_)
             | Response::GetBucketOk(_)
             | Response::CommitOk(_)
-            | Response::MapOk(_),
+            | Response::MapOk(_)
+            | Response::RepairStatusOk(_),
         ) => {}
     }
     Ok(())

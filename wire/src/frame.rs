@@ -11,7 +11,7 @@ use crate::limits::{BODY_BYTES_MAX, SHARD_BYTES_MAX};
 pub const MAGIC: [u8; 4] = *b"TSRA";
 /// The protocol version this build speaks. A peer sending another version
 /// gets `UnsupportedVersion` naming both, which leaves room for negotiation.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Size of [`FrameHeader`] on the wire.
 pub const FRAME_HEADER_LEN: usize = 40;
 
@@ -61,6 +61,10 @@ pub enum Opcode {
     ListVersions = 0x0a,
     GetMap = 0x0b,
     SetMap = 0x0c,
+    PgDigest = 0x0d,
+    PgList = 0x0e,
+    RepairStatus = 0x0f,
+    SetRepairRate = 0x10,
     PutShardOk = 0x81,
     GetShardOk = 0x82,
     HeadOk = 0x83,
@@ -72,6 +76,9 @@ pub enum Opcode {
     CommitOk = 0x89,
     ListVersionsOk = 0x8a,
     MapOk = 0x8b,
+    PgDigestOk = 0x8d,
+    PgListOk = 0x8e,
+    RepairStatusOk = 0x8f,
     Error = 0xff,
 }
 
@@ -92,6 +99,10 @@ impl Opcode {
             0x0a => ListVersions,
             0x0b => GetMap,
             0x0c => SetMap,
+            0x0d => PgDigest,
+            0x0e => PgList,
+            0x0f => RepairStatus,
+            0x10 => SetRepairRate,
             0x81 => PutShardOk,
             0x82 => GetShardOk,
             0x83 => HeadOk,
@@ -103,6 +114,9 @@ impl Opcode {
             0x89 => CommitOk,
             0x8a => ListVersionsOk,
             0x8b => MapOk,
+            0x8d => PgDigestOk,
+            0x8e => PgListOk,
+            0x8f => RepairStatusOk,
             0xff => Error,
             _ => return None,
         })

@@ -15,6 +15,7 @@ pub mod map;
 mod message;
 pub mod placement;
 pub mod quorum;
+pub mod repair;
 pub mod stripe;
 mod validate;
 mod version;

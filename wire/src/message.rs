@@ -73,6 +73,9 @@ pub struct PutShard {
     pub shard_crc32c: u32,
     /// The version's metadata record, on the committing shard only.
     pub meta: Option<ObjectMeta>,
+    /// Sent by repair: replace this shard of a version the target already
+    /// holds (its copy failed a checksum). Ordinary writes never replace.
+    pub repair: bool,
 }
 
 /// Acknowledgement of a durable shard (and of the prepared version, if
@@ -422,6 +425,10 @@ pub enum Request {
     ListVersions(ListVersions),
     GetMap(GetMap),
     SetMap(SetMap),
+    PgDigest(crate::repair::PgDigest),
+    PgList(crate::repair::PgList),
+    RepairStatus(crate::repair::RepairStatus),
+    SetRepairRate(crate::repair::SetRepairRate),
 }
 
 /// Every response.
@@ -439,5 +446,8 @@ pub enum Response {
     CommitOk(CommitOk),
     ListVersionsOk(ListVersionsOk),
     MapOk(MapOk),
+    PgDigestOk(crate::repair::PgDigestOk),
+    PgListOk(crate::repair::PgListOk),
+    RepairStatusOk(crate::repair::RepairStatusOk),
     Error(ErrorBody),
 }

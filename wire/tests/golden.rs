@@ -46,6 +46,7 @@ fn requests() -> Vec<(&'static str, Request, u64)> {
                 shard: ShardIndex(0),
                 shard_crc32c: 0x0102_0304,
                 meta: Some(meta()),
+                repair: false,
             }),
             451_424,
         ),
@@ -121,6 +122,19 @@ fn requests() -> Vec<(&'static str, Request, u64)> {
         ),
         ("get_map", Request::GetMap(GetMap {}), 0),
         ("set_map", Request::SetMap(SetMap {}), 1_234),
+        ("pg_digest", Request::PgDigest(repair::PgDigest { target: TargetId(2), pgs: vec![0, 7, 4095] }), 0),
+        (
+            "pg_list",
+            Request::PgList(repair::PgList {
+                target: TargetId(2),
+                pg: 7,
+                after: Some(repair::VersionRef { bucket: "photos".into(), key: "a".into(), version: VersionId(9) }),
+                limit: 100,
+            }),
+            0,
+        ),
+        ("repair_status", Request::RepairStatus(repair::RepairStatus {}), 0),
+        ("set_repair_rate", Request::SetRepairRate(repair::SetRepairRate { mib_s: 200 }), 0),
     ]
 }
 
@@ -185,6 +199,40 @@ fn responses() -> Vec<(&'static str, Response, u64)> {
             0,
         ),
         ("map_ok", Response::MapOk(MapOk { epoch: 3 }), 2_000),
+        (
+            "pg_digest_ok",
+            Response::PgDigestOk(repair::PgDigestOk {
+                target: TargetId(2),
+                sums: vec![repair::PgSum { pg: 7, digest: 0x0123_4567_89ab_cdef, versions: 12 }],
+            }),
+            0,
+        ),
+        (
+            "pg_list_ok",
+            Response::PgListOk(repair::PgListOk {
+                entries: vec![repair::PgEntry {
+                    at: repair::VersionRef { bucket: "photos".into(), key: "b".into(), version: VersionId(10) },
+                    state: repair::VersionState::Corrupt,
+                    versioned: true,
+                    size_bytes: 1_500_000,
+                }],
+                more: true,
+            }),
+            0,
+        ),
+        (
+            "repair_status_ok",
+            Response::RepairStatusOk(repair::RepairStatusOk {
+                node: "z1-n1".into(),
+                rate_limit_mib_s: 64,
+                rounds: 3,
+                backlog_versions: 10,
+                backlog_bytes: 1 << 20,
+                eta_s: Some(2),
+                ..Default::default()
+            }),
+            0,
+        ),
         ("error", Response::Error(ErrorBody { code: ErrorCode::TargetFull, detail: "target t0 is full".into() }), 0),
     ]
 }

@@ -26,6 +26,9 @@ pub(crate) const PREPARED: TableDefinition<&[u8], &[u8]> = TableDefinition::new(
 pub(crate) const PREPARED_AT: TableDefinition<&[u8], u64> = TableDefinition::new("prepared_at");
 /// Purged versions (tombstones): obj_key → LSN of the purge.
 pub(crate) const PURGED: TableDefinition<&[u8], u64> = TableDefinition::new("purged");
+/// Shards that failed their checksum (scrubber or read), until repaired:
+/// shard_key → LSN of the finding.
+pub(crate) const CORRUPT: TableDefinition<&[u8], u64> = TableDefinition::new("corrupt");
 /// Buckets: name → postcard(BucketInfo).
 pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 /// Segment table: segment → postcard(SegInfo).
@@ -59,7 +62,7 @@ pub(crate) fn shard_key(bucket: &str, key: &str, version: VersionId, stripe: u32
 }
 
 /// Split an OBJECTS key into (key, version). `None` if malformed.
-fn split_obj_key(bucket_len: usize, raw: &[u8]) -> Option<(String, VersionId)> {
+pub(crate) fn split_obj_key(bucket_len: usize, raw: &[u8]) -> Option<(String, VersionId)> {
     let rest = raw.get(bucket_len + 1..)?;
     if rest.len() < 17 {
         return None;
@@ -70,7 +73,7 @@ fn split_obj_key(bucket_len: usize, raw: &[u8]) -> Option<(String, VersionId)> {
     Some((String::from_utf8(key.to_vec()).ok()?, VersionId::from_desc_bytes(v)))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, EngineError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, EngineError> {
     postcard::from_bytes(bytes).map_err(|e| EngineError::IndexCorrupt { what, detail: e.to_string() })
 }
 
@@ -81,12 +84,23 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, EngineError> {
 /// What applying one record did, for the answer to its writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Applied {
-    Shard { prepared: bool },
+    Shard {
+        prepared: bool,
+    },
     Commit,
-    Relocated { moved: bool },
-    Delete { removed: Vec<VersionId>, marker: Option<VersionId> },
-    Purged { removed: bool },
+    Relocated {
+        moved: bool,
+    },
+    Delete {
+        removed: Vec<VersionId>,
+        marker: Option<VersionId>,
+    },
+    Purged {
+        removed: bool,
+    },
     Bucket(BucketInfo),
+    /// A corrupt mark was recorded (or the shard was already gone).
+    Marked,
 }
 
 /// Apply one durable record at `loc` (its LSN is `lsn`) to the index.
@@ -208,6 +222,35 @@ pub(crate) fn apply(
             }
             Ok(Applied::Delete { removed, marker: marker_version })
         }
+        RecordBody::RepairShard { bucket, key, version, stripe, shard } => {
+            let okey = obj_key(bucket, key, *version);
+            let held = txn.open_table(OBJECTS)?.get(okey.as_slice())?.is_some()
+                || txn.open_table(PREPARED)?.get(okey.as_slice())?.is_some();
+            if !held {
+                return Err(EngineError::NoSuchKey {
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                    version: Some(*version),
+                });
+            }
+            let skey = shard_key(bucket, key, *version, stripe.0, shard.0);
+            let mut shards = txn.open_table(SHARDS)?;
+            let old = shards.insert(skey.as_slice(), encode(&loc)?.as_slice())?.map(|v| v.value().to_vec());
+            if let Some(old) = old {
+                let old: Loc = decode("shard loc", &old)?;
+                space.sub_live(old.segment, old.record_bytes());
+            }
+            space.add_live(loc.segment, loc.record_bytes());
+            txn.open_table(CORRUPT)?.remove(skey.as_slice())?;
+            Ok(Applied::Shard { prepared: false })
+        }
+        RecordBody::Corrupt { bucket, key, version, stripe, shard } => {
+            let skey = shard_key(bucket, key, *version, stripe.0, shard.0);
+            if txn.open_table(SHARDS)?.get(skey.as_slice())?.is_some() {
+                txn.open_table(CORRUPT)?.insert(skey.as_slice(), lsn)?;
+            }
+            Ok(Applied::Marked)
+        }
         RecordBody::Bucket { info } => {
             let mut buckets = txn.open_table(BUCKETS)?;
             let existing: Option<BucketInfo> = match buckets.get(info.name.as_str())? {
@@ -267,7 +310,9 @@ pub(crate) fn remove_version(
         }
         doomed.push((k.value().to_vec(), decode::<Loc>("shard loc", v.value())?));
     }
+    let mut corrupt = txn.open_table(CORRUPT)?;
     for (k, loc) in doomed {
+        corrupt.remove(k.as_slice())?;
         shards.remove(k.as_slice())?;
         space.sub_live(loc.segment, loc.record_bytes());
     }
@@ -276,7 +321,7 @@ pub(crate) fn remove_version(
 
 /// Read-side queries on a consistent snapshot.
 pub(crate) struct Reader {
-    txn: redb::ReadTransaction,
+    pub(crate) txn: redb::ReadTransaction,
 }
 
 impl Reader {
@@ -552,6 +597,7 @@ pub(crate) fn create_tables(db: &redb::Database) -> Result<(), EngineError> {
     txn.open_table(PREPARED)?;
     txn.open_table(PREPARED_AT)?;
     txn.open_table(PURGED)?;
+    txn.open_table(CORRUPT)?;
     txn.open_table(BUCKETS)?;
     txn.open_table(SEGMENTS)?;
     txn.open_table(STATE)?;

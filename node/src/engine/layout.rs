@@ -70,6 +70,12 @@ pub(crate) enum RecordBody {
     Bucket { info: BucketInfo },
     /// Make a prepared version visible.
     Commit { bucket: String, key: String, version: VersionId },
+    /// A rebuilt shard replacing this target's copy of a version it holds
+    /// (repair of a copy that failed its checksum). Carries data.
+    RepairShard { bucket: String, key: String, version: VersionId, stripe: StripeIndex, shard: ShardIndex },
+    /// A shard failed its checksum: the version counts as corrupt here
+    /// (missing, for anti-entropy) until every such shard is repaired.
+    Corrupt { bucket: String, key: String, version: VersionId, stripe: StripeIndex, shard: ShardIndex },
 }
 
 /// The fixed part of a record header, decoded.

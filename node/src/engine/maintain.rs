@@ -93,7 +93,11 @@ async fn compact(inner: &Rc<Inner>, s: u32) -> Result<(), EngineError> {
         }
         let loc = Loc { segment: s, offset: off, data_len: h.data_len, data_crc32c: h.data_crc32c };
         off += record_bytes(h.data_len as usize) as u64;
-        let RecordBody::Shard { bucket, key, version, stripe, shard, .. } = body else { continue };
+        let (bucket, key, version, stripe, shard) = match body {
+            RecordBody::Shard { bucket, key, version, stripe, shard, .. }
+            | RecordBody::RepairShard { bucket, key, version, stripe, shard } => (bucket, key, version, stripe, shard),
+            _ => continue,
+        };
         let live = Reader::new(&inner.db)?.shard(&bucket, &key, version, stripe.0, shard.0)? == Some(loc);
         if !live {
             continue;

@@ -11,6 +11,7 @@
 //! Everything here runs on one core's thread: `Engine` is `!Send` and uses
 //! `RefCell`, never across an `.await`.
 
+mod antientropy;
 mod commit;
 mod index;
 mod layout;
@@ -28,6 +29,7 @@ use tessera_wire::{BucketInfo, ByteRange, ListOk, ObjectMeta, ShardIndex, Stripe
 use tokio::sync::{oneshot, Notify};
 
 use crate::io::{AlignedBuf, BlockIo, BufPool, Io, ALIGN_BYTES};
+pub use antientropy::ScrubStep;
 use commit::{CommitQueue, Completed};
 pub(crate) use index::now_ms;
 use index::{Applied, Reader};

@@ -1,0 +1,409 @@
+//! Anti-entropy repair, run by every node on its core 0.
+//!
+//! Each round, for every placement group one of this node's targets is a
+//! member of, the node asks each member for a digest of its version set
+//! (committed and purged versions; corrupt copies count as missing). The
+//! group's *leader* is its lowest-indexed member that answered: if that
+//! member is on this node, this node repairs the group, so exactly one live
+//! node works on a group and another takes over, without coordination,
+//! when the leader's node or zone is down.
+//!
+//! A leader whose members' digests differ lists every member's versions of
+//! the group, decides per key with [`tessera_wire::repair::plan_key`] (the
+//! same function the simulator checks), and carries the plan out: purge
+//! where a tombstone exists elsewhere, commit complete prepared copies,
+//! rebuild missing or corrupt shards from k intact ones. Rebuilt bytes are
+//! paced by a token bucket at the configured MiB/s, changeable at run time
+//! (`tessera repair rate`). Progress, backlog and ETA go to the node's
+//! repair stats (metrics and `tessera repair status`).
+//!
+//! Members that do not answer are neither read nor written; they are
+//! repaired in the first round after they return.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tessera_client::Client;
+use tessera_wire::repair::{plan_key, Fix, PgEntry, VersionPlan, PG_DIGEST_MAX};
+use tessera_wire::{ObjectMeta, TargetId};
+use tokio::task::JoinSet;
+
+use crate::metrics::NodeMetrics;
+
+/// Paces repair writes at the node's current rate limit.
+struct Pacer {
+    metrics: Arc<NodeMetrics>,
+    next_free: Instant,
+}
+
+impl Pacer {
+    /// Wait until `bytes` more may be written. At 0 MiB/s (paused) this
+    /// waits until the limit is raised.
+    async fn take(&mut self, bytes: u64) {
+        loop {
+            let mib_s = self.metrics.repair.snapshot().rate_limit_mib_s;
+            if mib_s > 0 {
+                let now = Instant::now();
+                let start = self.next_free.max(now);
+                self.next_free = start + Duration::from_secs_f64(bytes as f64 / (f64::from(mib_s) * 1_048_576.0));
+                tokio::time::sleep_until(start.into()).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// One key's versions on each member (None: the member did not answer).
+struct KeyVersions {
+    versioned: bool,
+    size: u64,
+    members: Vec<Option<Vec<(tessera_wire::VersionId, tessera_wire::repair::VersionState)>>>,
+}
+
+/// One version to repair in one group.
+struct Job {
+    members: Vec<TargetId>,
+    bucket: String,
+    key: String,
+    plan: VersionPlan,
+    size: u64,
+}
+
+/// What one round found, for the stats.
+#[derive(Default)]
+struct RoundFigures {
+    led: u32,
+    in_sync: u32,
+    member_unreachable: u32,
+    unrepairable: u64,
+}
+
+/// Run anti-entropy forever: one round, then `interval` of rest (none if
+/// the round repaired something).
+pub(crate) async fn run(
+    client_cfg: tessera_client::ClientConfig,
+    node: String,
+    metrics: Arc<NodeMetrics>,
+    interval: Duration,
+) {
+    let mut client: Option<Client> = None;
+    let mut pacer = Pacer { metrics: metrics.clone(), next_free: Instant::now() };
+    loop {
+        let c = match &client {
+            Some(c) => c.clone(),
+            None => match Client::connect(client_cfg.clone()).await {
+                Ok(c) => {
+                    client = Some(c.clone());
+                    c
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "repair cannot reach the region yet");
+                    tokio::time::sleep(interval).await;
+                    continue;
+                }
+            },
+        };
+        let _ = c.refresh_map().await;
+        let start = Instant::now();
+        let repaired = match round(&c, &node, &metrics, &mut pacer).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "repair round failed");
+                0
+            }
+        };
+        metrics.repair.update(|r| {
+            r.rounds += 1;
+            r.last_round_ms = start.elapsed().as_millis() as u64;
+        });
+        if repaired == 0 {
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+/// One anti-entropy round. Returns the member copies repaired.
+async fn round(c: &Client, node: &str, metrics: &NodeMetrics, pacer: &mut Pacer) -> Result<u64, String> {
+    let view = c.view();
+    let placement = &view.placement;
+    let Some((_, me)) = view.map.node(node) else {
+        return Err(format!("node {node} is not in map epoch {}", view.map.epoch));
+    };
+    let mine: Vec<TargetId> = me.targets.iter().map(|t| t.id).collect();
+    // Groups with a member here, and what to ask each member target.
+    let mut groups: Vec<u32> = Vec::new();
+    let mut ask: BTreeMap<TargetId, Vec<u32>> = BTreeMap::new();
+    for pg in 0..placement.groups() {
+        let members = placement.targets(pg);
+        if members.iter().any(|t| mine.contains(t)) {
+            groups.push(pg);
+            for &t in members {
+                ask.entry(t).or_default().push(pg);
+            }
+        }
+    }
+    // Digests, one request per target and chunk of groups, concurrently.
+    let mut set = JoinSet::new();
+    for (target, pgs) in ask {
+        for chunk in pgs.chunks(PG_DIGEST_MAX) {
+            let (c, chunk) = (c.clone(), chunk.to_vec());
+            set.spawn(async move { (target, c.pg_digests(target, chunk).await) });
+        }
+    }
+    let mut digests: HashMap<(TargetId, u32), u64> = HashMap::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok((target, Ok(sums))) = r {
+            for s in sums {
+                digests.insert((target, s.pg), s.digest);
+            }
+        }
+    }
+    let mut fig = RoundFigures::default();
+    let mut behind: Vec<u32> = Vec::new();
+    for &pg in &groups {
+        let members = placement.targets(pg);
+        let answers: Vec<Option<u64>> = members.iter().map(|t| digests.get(&(*t, pg)).copied()).collect();
+        let Some(leader) = answers.iter().position(|a| a.is_some()) else { continue };
+        if !mine.contains(&members[leader]) {
+            continue;
+        }
+        fig.led += 1;
+        if answers.iter().any(|a| a.is_none()) {
+            fig.member_unreachable += 1;
+        }
+        let live: Vec<u64> = answers.iter().flatten().copied().collect();
+        if live.iter().all(|d| *d == live[0]) {
+            if live.len() == answers.len() {
+                fig.in_sync += 1;
+            }
+        } else {
+            behind.push(pg);
+        }
+    }
+    // Plans for every group that is behind, then the backlog, then work.
+    let mut work: Vec<Job> = Vec::new();
+    for &pg in &behind {
+        let members = placement.targets(pg).to_vec();
+        // The smallest k of any class: a version of another class that
+        // cannot be rebuilt fails cleanly in `rebuild_stripe`.
+        let k = usize::from(view.map.classes.standard.data.min(view.map.classes.infrequent_access.data));
+        let mut lists: Vec<Option<Vec<PgEntry>>> = Vec::new();
+        for &t in &members {
+            lists.push(c.pg_versions(t, pg).await.ok());
+        }
+        let mut keys: BTreeMap<(String, String), KeyVersions> = BTreeMap::new();
+        for (i, list) in lists.iter().enumerate() {
+            let Some(list) = list else { continue };
+            for e in list {
+                let slot = keys.entry((e.at.bucket.clone(), e.at.key.clone())).or_insert_with(|| KeyVersions {
+                    versioned: e.versioned,
+                    size: 0,
+                    members: lists.iter().map(|l| l.as_ref().map(|_| Vec::new())).collect(),
+                });
+                slot.size = slot.size.max(e.size_bytes);
+                if let Some(v) = slot.members[i].as_mut() {
+                    v.push((e.at.version, e.state));
+                }
+            }
+        }
+        for ((bucket, key), kv) in keys {
+            for plan in plan_key(&kv.members, kv.versioned, k) {
+                if plan.unrepairable {
+                    fig.unrepairable += 1;
+                    continue;
+                }
+                work.push(Job {
+                    members: members.clone(),
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                    plan,
+                    size: kv.size,
+                });
+            }
+        }
+    }
+    let shard_bytes = |size: u64| size.div_ceil(u64::from(view.map.classes.standard.data.max(1)));
+    let (mut backlog_versions, mut backlog_bytes) = (0u64, 0u64);
+    for job in &work {
+        let fixes = &job.plan.fixes;
+        let rebuilt = fixes.iter().filter(|(_, f)| matches!(f, Fix::Write | Fix::Rewrite)).count() as u64;
+        backlog_versions += fixes.len() as u64;
+        backlog_bytes += rebuilt * shard_bytes(job.size);
+    }
+    metrics.repair.update(|r| {
+        r.pgs_led = fig.led;
+        r.pgs_in_sync = fig.in_sync;
+        r.pgs_member_unreachable = fig.member_unreachable;
+        r.unrepairable = fig.unrepairable;
+        r.backlog_versions = backlog_versions;
+        r.backlog_bytes = backlog_bytes;
+        r.eta_s = None;
+    });
+    if work.is_empty() {
+        metrics.repair.update(|r| r.rate_bytes_s = 0);
+        return Ok(0);
+    }
+    tracing::info!(
+        groups = behind.len(),
+        versions = backlog_versions,
+        bytes = backlog_bytes,
+        "repair round: work found"
+    );
+    let started = Instant::now();
+    let mut done_bytes = 0u64;
+    let mut repaired = 0u64;
+    for Job { members, bucket, key, plan, .. } in work {
+        let fixed = carry_out(c, pacer, &members, &bucket, &key, &plan).await;
+        for (fixes, bytes) in fixed {
+            repaired += fixes;
+            done_bytes += bytes;
+            let rate = (done_bytes as f64 / started.elapsed().as_secs_f64().max(0.001)) as u64;
+            metrics.repair.update(|r| {
+                r.repaired_versions += fixes;
+                r.repaired_bytes += bytes;
+                r.backlog_versions = r.backlog_versions.saturating_sub(fixes);
+                r.backlog_bytes = r.backlog_bytes.saturating_sub(bytes);
+                r.rate_bytes_s = rate;
+                r.eta_s = (rate > 0).then(|| r.backlog_bytes / rate);
+            });
+        }
+        tracing::debug!(%bucket, %key, version = %plan.version, "repaired");
+    }
+    metrics.repair.update(|r| {
+        r.backlog_versions = 0;
+        r.backlog_bytes = 0;
+        r.eta_s = None;
+    });
+    Ok(repaired)
+}
+
+/// Carry out one version's plan. Returns (copies fixed, bytes written) per
+/// successful fix; failures are logged and left for the next round.
+async fn carry_out(
+    c: &Client,
+    pacer: &mut Pacer,
+    members: &[TargetId],
+    bucket: &str,
+    key: &str,
+    plan: &VersionPlan,
+) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let v = plan.version;
+    let mut rebuild: Vec<(usize, bool)> = Vec::new();
+    for &(i, fix) in &plan.fixes {
+        let t = members[i];
+        let r = match fix {
+            Fix::Purge => c.purge_on(t, bucket, key, v).await,
+            Fix::Commit => c.commit_on(t, bucket, key, v).await,
+            Fix::Write | Fix::Rewrite => {
+                rebuild.push((i, fix == Fix::Rewrite));
+                continue;
+            }
+        };
+        match r {
+            Ok(()) => out.push((1, 0)),
+            Err(e) => tracing::debug!(target_id = %t, %bucket, %key, %v, ?fix, error = %e, "repair fix failed"),
+        }
+    }
+    if rebuild.is_empty() {
+        return out;
+    }
+    let meta = match first_meta(c, members, &plan.sources, bucket, key, plan).await {
+        Some(m) => m,
+        None => return out,
+    };
+    for &(i, _) in &rebuild {
+        if let Err(e) = ensure_bucket(c, members, &plan.sources, members[i], bucket).await {
+            tracing::debug!(target_id = %members[i], %bucket, error = %e, "repair: bucket missing and not creatable");
+        }
+    }
+    let want: Vec<usize> = rebuild.iter().map(|(i, _)| *i).collect();
+    let mut ok = vec![true; want.len()];
+    let mut bytes = vec![0u64; want.len()];
+    let stripes = meta.stripe_count.max(1);
+    for s in 0..stripes {
+        let shards = if meta.stripe_count == 0 {
+            want.iter().map(|_| Vec::new()).collect()
+        } else {
+            match c.rebuild_stripe(bucket, &meta, members, &plan.sources, s, &want).await {
+                Ok(sh) => sh,
+                Err(e) => {
+                    tracing::warn!(%bucket, %key, %v, stripe = s, error = %e, "repair: cannot rebuild stripe");
+                    return out;
+                }
+            }
+        };
+        let len: u64 = shards.iter().map(|d| d.len() as u64).sum();
+        pacer.take(len).await;
+        for (j, data) in shards.iter().enumerate() {
+            if !ok[j] {
+                continue;
+            }
+            let (i, replace) = rebuild[j];
+            let last = s + 1 == stripes;
+            if let Err(e) = c.put_rebuilt_shard(members[i], bucket, &meta, s, i, data, last, replace).await {
+                tracing::debug!(target_id = %members[i], %bucket, %key, %v, stripe = s, error = %e, "repair write failed");
+                ok[j] = false;
+            } else {
+                bytes[j] += data.len() as u64;
+            }
+        }
+    }
+    for (j, &(i, replace)) in rebuild.iter().enumerate() {
+        if !ok[j] {
+            continue;
+        }
+        if !replace {
+            if let Err(e) = c.commit_on(members[i], bucket, key, v).await {
+                tracing::debug!(target_id = %members[i], %bucket, %key, %v, error = %e, "repair commit failed");
+                continue;
+            }
+        }
+        out.push((1, bytes[j]));
+    }
+    out
+}
+
+/// The version's metadata from the first source that has it.
+async fn first_meta(
+    c: &Client,
+    members: &[TargetId],
+    sources: &[usize],
+    bucket: &str,
+    key: &str,
+    plan: &VersionPlan,
+) -> Option<ObjectMeta> {
+    for &i in sources {
+        match c.version_meta(members[i], bucket, key, plan.version).await {
+            Ok(m) => return Some(m),
+            Err(e) => tracing::debug!(target_id = %members[i], error = %e, "repair: metadata read failed"),
+        }
+    }
+    None
+}
+
+/// A replaced disk has no buckets: copy the bucket's settings from a
+/// source before writing shards into it.
+async fn ensure_bucket(
+    c: &Client,
+    members: &[TargetId],
+    sources: &[usize],
+    target: TargetId,
+    bucket: &str,
+) -> Result<(), tessera_client::ClientError> {
+    match c.bucket_on(target, bucket).await {
+        Ok(_) => return Ok(()),
+        Err(tessera_client::ClientError::NoSuchBucket { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let mut last = None;
+    for &i in sources {
+        match c.bucket_on(members[i], bucket).await {
+            Ok(info) => return c.create_bucket_on(target, info).await,
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(tessera_client::ClientError::Unavailable { detail: format!("no source knows bucket {bucket}") }))
+}
