@@ -44,9 +44,22 @@ pub struct ClientConfig {
     #[serde(default = "default_down_ms")]
     pub down_ms: u64,
     /// Reads ask parity shards too when data shards have not all arrived
-    /// after this long. Default 50.
+    /// after the slowest involved node's usual latency (smoothed latency
+    /// plus four deviations), but never sooner than this. Default 50.
     #[serde(default = "default_hedge_ms")]
     pub hedge_ms: u64,
+    /// ... and never later than this. Default 1000.
+    #[serde(default = "default_hedge_max_ms")]
+    pub hedge_max_ms: u64,
+    /// A node whose smoothed latency exceeds this many times the median of
+    /// all nodes (and `gray_floor_ms`) is ejected for `down_ms` like a dead
+    /// one: slow but alive ("gray") nodes must not slow every request.
+    /// Default 10.
+    #[serde(default = "default_gray_factor")]
+    pub gray_factor: f64,
+    /// Latency under which no node is judged slow. Default 250.
+    #[serde(default = "default_gray_floor_ms")]
+    pub gray_floor_ms: u64,
     /// A write whose remaining shards are all in one silent zone waits this
     /// long before declaring the zone down and using the degraded rule.
     /// Default 500.
@@ -71,6 +84,15 @@ fn default_down_ms() -> u64 {
 }
 fn default_hedge_ms() -> u64 {
     50
+}
+fn default_hedge_max_ms() -> u64 {
+    1_000
+}
+fn default_gray_factor() -> f64 {
+    10.0
+}
+fn default_gray_floor_ms() -> u64 {
+    250
 }
 fn default_zone_wait_ms() -> u64 {
     500
@@ -104,6 +126,9 @@ impl ClientConfig {
             silence_ms: default_silence_ms(),
             down_ms: default_down_ms(),
             hedge_ms: default_hedge_ms(),
+            hedge_max_ms: default_hedge_max_ms(),
+            gray_factor: default_gray_factor(),
+            gray_floor_ms: default_gray_floor_ms(),
             zone_wait_ms: default_zone_wait_ms(),
             zone: None,
         }
@@ -136,6 +161,14 @@ impl ClientConfig {
             if v == 0 {
                 return Err(ClientError::Config { detail: format!("{name} must be positive") });
             }
+        }
+        if self.hedge_max_ms < self.hedge_ms {
+            return Err(ClientError::Config {
+                detail: format!("hedge_max_ms {} is below hedge_ms {}", self.hedge_max_ms, self.hedge_ms),
+            });
+        }
+        if !(self.gray_factor >= 2.0 && self.gray_factor.is_finite()) {
+            return Err(ClientError::Config { detail: format!("gray_factor {} must be at least 2", self.gray_factor) });
         }
         if self.stripes_in_flight == 0 || self.stripes_in_flight > 256 {
             return Err(ClientError::Config {

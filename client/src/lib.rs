@@ -15,6 +15,7 @@ mod body;
 mod client;
 mod config;
 mod error;
+mod health;
 mod list;
 mod listing;
 mod read;

@@ -207,9 +207,12 @@ pub(crate) async fn fetch_stripe(
         let epoch = view.map.epoch;
         set.spawn(async move { (i, range.is_none(), get_shard(c, addr, req, epoch).await) });
     }
-    // The hedge waits longer for bigger shards (about 50 MB/s per stream
-    // before it gives up on one), so a busy link does not double its load.
-    let hedge = Duration::from_millis(client.inner.cfg.hedge_ms + l / 50_000);
+    // The hedge waits for the slowest involved node's usual latency, and
+    // longer for bigger shards (about 50 MB/s per stream before it gives
+    // up on one), so a busy link does not double its load.
+    let addrs: Vec<std::net::SocketAddr> =
+        slice.shards.clone().filter_map(|i| targets.get(i).and_then(|t| view.addr(*t).ok())).collect();
+    let hedge = client.inner.transport.health.hedge_delay(&addrs) + Duration::from_millis(l / 50_000);
     let mut parts: Vec<Option<Vec<u8>>> = vec![None; k];
     let mut failed = Vec::new();
     let until = Instant::now() + hedge;

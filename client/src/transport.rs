@@ -13,6 +13,9 @@ use tessera_wire::{decode_response, encode_frame, FrameHeader, Request, Response
 
 use crate::{ClientConfig, ClientError};
 
+/// Requests with more payload than this do not feed latency estimates.
+const SAMPLE_PAYLOAD_MAX: usize = 64 * 1_024;
+
 /// ALPN id; must match the node's.
 const ALPN: &[u8] = b"tessera/1";
 
@@ -28,6 +31,8 @@ pub(crate) struct Transport {
     connect_timeout: Duration,
     down_for: Duration,
     silence: Duration,
+    /// Latency estimates and gray-failure ejections per address.
+    pub(crate) health: crate::health::Health,
 }
 
 /// A reply: the response and, for reads, the stream the payload follows on.
@@ -91,6 +96,13 @@ impl Transport {
             connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
             down_for: Duration::from_millis(cfg.down_ms),
             silence: Duration::from_millis(cfg.silence_ms),
+            health: crate::health::Health::new(
+                cfg.gray_factor,
+                Duration::from_millis(cfg.gray_floor_ms),
+                Duration::from_millis(cfg.down_ms),
+                Duration::from_millis(cfg.hedge_ms),
+                Duration::from_millis(cfg.hedge_max_ms),
+            ),
         })
     }
 
@@ -161,15 +173,28 @@ impl Transport {
         if self.is_down(addr) {
             return Err(conn_err(addr, "marked down after a recent failure"));
         }
+        if let Some(g) = self.health.ejected(addr) {
+            return Err(conn_err(
+                addr,
+                format!("ejected as slow: {:.0} ms smoothed latency vs {:.1} ms median", g.srtt_ms, g.median_ms),
+            ));
+        }
         let millis = timeout.as_millis() as u64;
+        let start = Instant::now();
         let r = tokio::time::timeout(timeout, self.call_inner(addr, req, payload, epoch))
             .await
             .map_err(|_| ClientError::Timeout { millis })
             .and_then(|r| r);
-        if let Err(e) = &r {
-            if is_transport_failure(e) {
-                self.mark_down(addr);
+        match &r {
+            Err(e) if is_transport_failure(e) => self.mark_down(addr),
+            // Small requests only: a large upload's time says more about
+            // the link's bandwidth than about the node.
+            _ if payload.len() <= SAMPLE_PAYLOAD_MAX => {
+                if let Some(g) = self.health.record(addr, start.elapsed()) {
+                    tracing::warn!(%addr, srtt_ms = g.srtt_ms, median_ms = g.median_ms, "node ejected as slow (gray failure)");
+                }
             }
+            _ => {}
         }
         r
     }
