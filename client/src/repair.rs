@@ -143,7 +143,10 @@ impl Client {
         Ok(want.iter().map(|&i| shards[i].clone().unwrap_or_default()).collect())
     }
 
-    async fn fetch_shard(
+    /// One whole shard of a version from one target, checked against the
+    /// crc the node sent (what repair reads; also lets tests and tools look
+    /// at a single copy).
+    pub async fn fetch_shard(
         &self,
         target: TargetId,
         bucket: &str,

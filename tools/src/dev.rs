@@ -112,6 +112,22 @@ pub(crate) enum DevCmd {
         #[arg(long, default_value_t = 0)]
         delay_ms: u32,
     },
+    /// SIGKILL one node.
+    KillNode {
+        /// The region's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Node name (z1-n1, ...).
+        node: String,
+    },
+    /// Start one node again.
+    StartNode {
+        /// The region's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Node name.
+        node: String,
+    },
     /// Freeze a node (SIGSTOP): alive to the kernel, silent to its peers.
     PauseNode {
         /// The region's directory.
@@ -406,6 +422,22 @@ fn control(cmd: &DevCmd) -> anyhow::Result<()> {
             let z = zone_index(&load_map(dir)?, zone)?;
             crate::netns::impair(netns(dir)?, z, *loss, *delay_ms)?;
             println!("zone {zone}: {loss}% loss each way, {delay_ms} ms delay");
+            Ok(())
+        }
+        DevCmd::KillNode { dir, node } => {
+            zone_index(&load_map(dir)?, node)?;
+            signal_node(dir, node, libc::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while read_pid(dir, node).is_some_and(pid_alive) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            println!("node {node}: killed");
+            Ok(())
+        }
+        DevCmd::StartNode { dir, node } => {
+            zone_index(&load_map(dir)?, node)?;
+            start_node(dir, node)?;
+            println!("node {node}: started");
             Ok(())
         }
         DevCmd::PauseNode { dir, node } => {

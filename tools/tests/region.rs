@@ -4,105 +4,16 @@
 //! exactly as a user would from a shell.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
+use common::{content, port_base, Region};
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tessera_client::{BucketOptions, Client, ClientConfig, ClientError, GetOptions, ListRequest, VersionId};
-
-fn tessera() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tessera"))
-}
-
-fn content(seed: &str, len: usize) -> Vec<u8> {
-    let mut s = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s as u8
-        })
-        .collect()
-}
-
-struct Region {
-    dir: PathBuf,
-    zones: Vec<String>,
-}
-
-impl Region {
-    /// Create a 3 x 2 x 2 region with `tessera dev` (which runs its demo
-    /// and stops), then start every zone again.
-    fn new(name: &str, base_port: u16) -> Region {
-        let dir = std::env::temp_dir().join(format!("tessera-region-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let out = tessera()
-            .args(["dev", "--exit-after-demo", "--target-mib", "384", "--dir"])
-            .arg(&dir)
-            .args(["--base-port", &base_port.to_string(), "--metrics-port", &(base_port + 5).to_string()])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "tessera dev failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("read back byte-identical"), "the demo did not run: {text}");
-        let r = Region { dir, zones: vec!["z1".into(), "z2".into(), "z3".into()] };
-        for z in r.zones.clone() {
-            r.start_zone(&z);
-        }
-        r
-    }
-
-    fn zone_cmd(&self, what: &str, zone: &str) {
-        let st = tessera().args(["dev", what, "--dir"]).arg(&self.dir).arg(zone).status().unwrap();
-        assert!(st.success(), "tessera dev {what} {zone}");
-    }
-
-    fn stop_zone(&self, zone: &str) {
-        self.zone_cmd("stop-zone", zone);
-    }
-
-    fn start_zone(&self, zone: &str) {
-        self.zone_cmd("start-zone", zone);
-    }
-
-    fn client_config(&self) -> ClientConfig {
-        ClientConfig::load(&self.dir.join("client.toml")).unwrap()
-    }
-
-    /// Connect once every node answers (bucket creation reaches all targets).
-    async fn client(&self, bucket: &str, versioned: bool) -> Client {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let r = async {
-                let c = Client::connect(self.client_config()).await?;
-                c.create_bucket(bucket, BucketOptions { versioned, ..Default::default() }).await?;
-                Ok::<_, ClientError>(c)
-            }
-            .await;
-            match r {
-                Ok(c) => return c,
-                Err(e) if Instant::now() > deadline => panic!("region not ready: {e}"),
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        for z in self.zones.clone() {
-            let _ = tessera().args(["dev", "stop-zone", "--dir"]).arg(&self.dir).arg(&z).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn port_base(offset: u16) -> u16 {
-    30_000 + (std::process::id() % 250) as u16 * 40 + offset
-}
+use tessera_client::{Client, ClientError, GetOptions, ListRequest, VersionId};
 
 async fn read_all(c: &Client, bucket: &str, expect: &BTreeMap<String, usize>) {
     for (key, len) in expect {
@@ -132,7 +43,7 @@ async fn list_all(c: &Client, bucket: &str) -> BTreeSet<String> {
 /// was acknowledged (from a zone that is alive).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_any_zone_right_after_the_ack_loses_nothing() {
-    let region = Region::new("zoneloss", port_base(0));
+    let region = Region::new("zoneloss", port_base(0), &[]);
     let c = region.client("zloss", false).await;
     let sizes = [0usize, 1, 4_096, 65_537, 10 << 20, 100 << 20];
     let mut acked: BTreeMap<String, usize> = BTreeMap::new();
@@ -172,7 +83,7 @@ async fn losing_any_zone_right_after_the_ack_loses_nothing() {
 /// every zone lists the same newest version, the largest acknowledged one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_converge_and_readers_never_go_back() {
-    let region = Region::new("race", port_base(10));
+    let region = Region::new("race", port_base(10), &[]);
     let c = region.client("race", false).await;
     let keys = ["a", "b", "c"];
     let acked: Arc<Mutex<BTreeMap<(String, VersionId), String>>> = Arc::default();
@@ -266,7 +177,7 @@ async fn concurrent_writers_converge_and_readers_never_go_back() {
 /// specific version, LIST and list-versions, and a storage-class override.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versioned_buckets_and_epoch_changes_under_load() {
-    let region = Region::new("versions", port_base(20));
+    let region = Region::new("versions", port_base(20), &[]);
     let c = region.client("vers", true).await;
     let v1 = c.put("vers", "doc", b"one".to_vec()).await.unwrap().version;
     let v2 = c.put("vers", "doc", b"two".to_vec()).await.unwrap().version;

@@ -1,0 +1,480 @@
+//! The chaos harness: a real region (`tessera dev`, every node its own
+//! process) under bounded mixed load while a zone fails for real — killed
+//! (SIGKILL), partitioned (its network namespace's link down), or made
+//! lossy (30% of its packets dropped each way by nftables) — then restored.
+//! The load must see no error, every acknowledged write must read back, and
+//! repair must bring every object back to full redundancy on its own.
+//!
+//! The network tests put each zone in its own Linux network namespace
+//! (`tessera dev --netns`), so they need root; CI runs them as root with
+//! TESSERA_REQUIRE_CHAOS=1, which turns a missing privilege into a failure
+//! instead of a skip. Every namespace is removed by `tessera dev down`.
+//! Seeds are printed; TESSERA_SEED replays the fault moment and choices.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{content, fully_redundant, port_base, seed, Region, Rng};
+use tessera_client::{Client, GetOptions, PutOptions, VersionId};
+
+const BUCKET: &str = "chaos";
+
+/// May this process build network namespaces? Without root the network
+/// tests skip, unless TESSERA_REQUIRE_CHAOS says they must run.
+fn netns_allowed() -> bool {
+    #[allow(unsafe_code)]
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let tools = std::process::Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success());
+    if root && tools {
+        return true;
+    }
+    assert!(
+        std::env::var_os("TESSERA_REQUIRE_CHAOS").is_none(),
+        "TESSERA_REQUIRE_CHAOS is set but this process cannot build namespaces (root: {root}, nft: {tools})"
+    );
+    println!("skipped: needs root, iproute2 and nftables (CI runs it as root)");
+    false
+}
+
+/// The namespace id of a test: 10.ID.0.0/16 is its network.
+fn netns_id(offset: u8) -> String {
+    (20 + (std::process::id() % 40) as u8 * 5 + offset).to_string()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    Before,
+    First5s,
+    During,
+    After,
+}
+
+struct Sample {
+    phase: Phase,
+    put: bool,
+    ms: f64,
+}
+
+#[derive(Default)]
+struct Shared {
+    samples: Vec<Sample>,
+    errors: Vec<String>,
+    /// key → (generation, version) of its last acknowledged write.
+    acked: BTreeMap<String, (u64, VersionId)>,
+    degraded: u64,
+    reads: u64,
+}
+
+struct Clock {
+    start: Instant,
+    fault_at: Duration,
+    restore_at: Duration,
+}
+
+impl Clock {
+    fn phase(&self, at: Instant) -> Phase {
+        let t = at.duration_since(self.start);
+        if t < self.fault_at {
+            Phase::Before
+        } else if t < self.fault_at + Duration::from_secs(5) {
+            Phase::First5s
+        } else if t < self.restore_at {
+            Phase::During
+        } else {
+            Phase::After
+        }
+    }
+}
+
+const SIZES: [usize; 6] = [0, 1, 4_096, 65_537, 300_000, 2_000_000];
+
+async fn writer(c: Client, w: u64, seed: u64, clock: Arc<Clock>, end: Instant, shared: Arc<Mutex<Shared>>) {
+    let mut rng = Rng(seed ^ (w + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut mine: Vec<(String, u64)> = Vec::new();
+    for i in 0..10_000u64 {
+        if Instant::now() >= end {
+            break;
+        }
+        // A quarter of the writes overwrite one of this writer's keys.
+        let (key, gen) = if !mine.is_empty() && rng.below(4) == 0 {
+            let j = rng.below(mine.len() as u64) as usize;
+            mine[j].1 += 1;
+            mine[j].clone()
+        } else {
+            mine.push((format!("w{w}/k{i}"), 0));
+            (format!("w{w}/k{i}"), 0)
+        };
+        let len = SIZES[rng.below(SIZES.len() as u64) as usize];
+        let opts = PutOptions { user_meta: vec![("gen".into(), gen.to_string())], ..Default::default() };
+        let t = Instant::now();
+        let r = c.put_with(BUCKET, &key, content(&format!("{key}#{gen}"), len), opts).await;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let mut s = shared.lock().unwrap();
+        match r {
+            Ok(receipt) => {
+                s.samples.push(Sample { phase: clock.phase(t), put: true, ms });
+                s.acked.insert(key, (gen, receipt.version));
+                s.degraded += u64::from(receipt.degraded);
+            }
+            Err(e) => s.errors.push(format!("put {key} at {:.1}s: {e}", t.duration_since(clock.start).as_secs_f64())),
+        }
+    }
+}
+
+/// Check one read against what was acknowledged: the generation read is at
+/// least the acknowledged one and its bytes are exactly that generation's.
+async fn check_read(c: &Client, key: &str, acked_gen: u64) -> Result<(), String> {
+    let got = c.get(BUCKET, key, GetOptions::default()).await.map_err(|e| format!("get {key}: {e}"))?;
+    let gen: u64 = got
+        .meta
+        .user_meta
+        .iter()
+        .find(|(k, _)| k == "gen")
+        .and_then(|(_, v)| v.parse().ok())
+        .ok_or_else(|| format!("{key}: no gen in the metadata"))?;
+    let size = got.meta.size_bytes as usize;
+    let bytes = got.bytes().await.map_err(|e| format!("read {key}: {e}"))?;
+    if gen < acked_gen {
+        return Err(format!("{key}: read generation {gen}, but {acked_gen} was acknowledged"));
+    }
+    if bytes != content(&format!("{key}#{gen}"), size) {
+        return Err(format!("{key}: bytes of generation {gen} differ"));
+    }
+    Ok(())
+}
+
+async fn reader(c: Client, r: u64, seed: u64, clock: Arc<Clock>, end: Instant, shared: Arc<Mutex<Shared>>) {
+    let mut rng = Rng(seed ^ (r + 101).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    for _ in 0..100_000 {
+        if Instant::now() >= end {
+            break;
+        }
+        let pick = {
+            let s = shared.lock().unwrap();
+            if s.acked.is_empty() {
+                None
+            } else {
+                let n = rng.below(s.acked.len() as u64) as usize;
+                s.acked.iter().nth(n).map(|(k, (g, _))| (k.clone(), *g))
+            }
+        };
+        let Some((key, gen)) = pick else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let t = Instant::now();
+        let r = check_read(&c, &key, gen).await;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let mut s = shared.lock().unwrap();
+        s.reads += 1;
+        match r {
+            Ok(()) => s.samples.push(Sample { phase: clock.phase(t), put: false, ms }),
+            Err(e) => s.errors.push(format!("{e} (at {:.1}s)", t.duration_since(clock.start).as_secs_f64())),
+        }
+    }
+}
+
+fn percentiles(samples: &[Sample], phase: Phase, put: bool) -> String {
+    let mut v: Vec<f64> = samples.iter().filter(|s| s.phase == phase && s.put == put).map(|s| s.ms).collect();
+    if v.is_empty() {
+        return "no samples".into();
+    }
+    v.sort_by(f64::total_cmp);
+    let p = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    format!("n={:>4} p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms", v.len(), p(0.5), p(0.99), v[v.len() - 1])
+}
+
+/// What a test does to the zone, and how it undoes it.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Kill,
+    Partition,
+    Loss30,
+}
+
+impl Fault {
+    fn apply(self, region: &Region, zone: &str) {
+        match self {
+            Fault::Kill => region.stop_zone(zone),
+            Fault::Partition => region.dev("partition-zone", &[zone]),
+            Fault::Loss30 => region.dev("impair-zone", &[zone, "--loss", "30"]),
+        }
+    }
+
+    fn restore(self, region: &Region, zone: &str) {
+        match self {
+            Fault::Kill => region.start_zone(zone),
+            Fault::Partition | Fault::Loss30 => region.dev("heal-zone", &[zone]),
+        }
+    }
+}
+
+/// Wait until every acknowledged key is committed on every member of its
+/// group; returns how long that took.
+async fn await_full_redundancy(c: &Client, acked: &BTreeMap<String, (u64, VersionId)>, limit: Duration) -> Duration {
+    let start = Instant::now();
+    let mut pending: Vec<(&String, VersionId)> = acked.iter().map(|(k, (_, v))| (k, *v)).collect();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for (key, v) in pending {
+            if !fully_redundant(c, BUCKET, key, v).await {
+                still.push((key, v));
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{} objects still lack full redundancy after {limit:?}, e.g. {:?}",
+            pending.len(),
+            &pending[..pending.len().min(3)]
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    start.elapsed()
+}
+
+/// Mixed load for `LOAD_SECS`; the fault hits a seeded random zone at a
+/// seeded random moment 8–14 s in and is undone 12 s later.
+async fn zone_fault_under_load(fault: Fault, offset: u8) {
+    const LOAD_SECS: u64 = 36;
+    if !netns_allowed() {
+        return;
+    }
+    let seed = seed(&format!("{fault:?}"));
+    let mut rng = Rng(seed);
+    let id = netns_id(offset);
+    let region = Region::new(
+        &format!("chaos{offset}"),
+        port_base(20),
+        &["--netns", &id, "--repair-interval-ms", "2000"],
+    );
+    let c = region.client(BUCKET, false).await;
+    let zone = region.zones[rng.below(3) as usize].clone();
+    let fault_at = Duration::from_millis(8_000 + rng.below(6_000));
+    let restore_at = fault_at + Duration::from_secs(12);
+    let start = Instant::now();
+    let end = start + Duration::from_secs(LOAD_SECS);
+    let clock = Arc::new(Clock { start, fault_at, restore_at });
+    let shared: Arc<Mutex<Shared>> = Arc::default();
+    let mut tasks = Vec::new();
+    for w in 0..3 {
+        tasks.push(tokio::spawn(writer(c.clone(), w, seed, clock.clone(), end, shared.clone())));
+    }
+    for r in 0..2 {
+        tasks.push(tokio::spawn(reader(c.clone(), r, seed, clock.clone(), end, shared.clone())));
+    }
+    tokio::time::sleep_until((start + fault_at).into()).await;
+    println!("{:>5.1}s: {fault:?} zone {zone}", start.elapsed().as_secs_f64());
+    fault.apply(&region, &zone);
+    tokio::time::sleep_until((start + restore_at).into()).await;
+    println!("{:>5.1}s: restore zone {zone}", start.elapsed().as_secs_f64());
+    fault.restore(&region, &zone);
+    let restored = Instant::now();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let s = std::mem::take(&mut *shared.lock().unwrap());
+    println!(
+        "{fault:?} on {zone}: {} puts acknowledged ({} degraded), {} reads, {} errors",
+        s.samples.iter().filter(|x| x.put).count(),
+        s.degraded,
+        s.reads,
+        s.errors.len()
+    );
+    for phase in [Phase::Before, Phase::First5s, Phase::During, Phase::After] {
+        println!("  {phase:<8?} PUT {}", percentiles(&s.samples, phase, true));
+        println!("  {phase:<8?} GET {}", percentiles(&s.samples, phase, false));
+    }
+    assert!(s.errors.is_empty(), "client-visible errors: {:#?}", &s.errors[..s.errors.len().min(10)]);
+    assert!(s.acked.len() > 20, "too little load ran: {} keys", s.acked.len());
+    assert!(s.samples.iter().any(|x| x.put && x.phase == Phase::During), "no write completed while the zone was out");
+    // Everything acknowledged reads back exactly, then repair restores
+    // full redundancy without anyone asking.
+    for (key, (gen, _)) in &s.acked {
+        check_read(&c, key, *gen).await.unwrap();
+    }
+    let took = await_full_redundancy(&c, &s.acked, Duration::from_secs(240)).await;
+    println!(
+        "full redundancy for all {} keys {:.1} s after the zone was restored ({:.1} s of checking)",
+        s.acked.len(),
+        restored.elapsed().as_secs_f64(),
+        took.as_secs_f64()
+    );
+    println!("{}", region.cli(&["repair", "status"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zone_killed_under_load_no_errors_and_repaired() {
+    zone_fault_under_load(Fault::Kill, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zone_partitioned_under_load_no_errors_and_repaired() {
+    zone_fault_under_load(Fault::Partition, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zone_with_30pct_loss_under_load_no_errors_and_repaired() {
+    zone_fault_under_load(Fault::Loss30, 2).await;
+}
+
+/// Where data shard `shard` of a one-stripe object starts in the target
+/// files: shard data is 4 KiB aligned in a record, so compare the shard's
+/// first 64 bytes at every 4 KiB boundary. Returns (target file, offset).
+fn find_shard(dir: &std::path::Path, first: &[u8]) -> Vec<(std::path::PathBuf, u64)> {
+    use std::io::Read;
+    let mut found = Vec::new();
+    for node in std::fs::read_dir(dir).unwrap().flatten() {
+        let data = node.path().join("data");
+        let Ok(files) = std::fs::read_dir(&data) else { continue };
+        for f in files.flatten() {
+            let path = f.path();
+            if path.extension().is_none_or(|e| e != "dat") {
+                continue;
+            }
+            let mut file = std::fs::File::open(&path).unwrap();
+            let mut buf = vec![0u8; 4 << 20];
+            let mut base = 0u64;
+            loop {
+                let n = file.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                for off in (0..n.saturating_sub(first.len())).step_by(4_096) {
+                    if &buf[off..off + first.len()] == first {
+                        found.push((path.clone(), base + off as u64));
+                    }
+                }
+                base += n as u64;
+            }
+        }
+    }
+    found
+}
+
+fn flip_byte(path: &std::path::Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    b[0] ^= 0x5a;
+    f.write_all_at(&b, at).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// Bitrot while running: one data shard of each of 8 objects is corrupted
+/// on disk. Half are read at once (the reader decodes around the bad shard
+/// and the node records it); the other half only the scrubber finds. Every
+/// read is correct, and repair replaces every bad copy: each corrupted
+/// shard reads back intact from its own target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitrot_is_read_around_found_by_the_scrubber_and_repaired() {
+    let seed = seed("bitrot");
+    let mut rng = Rng(seed);
+    let region = Region::new(
+        "bitrot",
+        port_base(30),
+        &["--repair-interval-ms", "1000", "--scrub-pass-interval-ms", "2000", "--scrub-mib-s", "64"],
+    );
+    let c = region.client(BUCKET, false).await;
+    let len = 3_000_000usize;
+    let mut victims = Vec::new();
+    for i in 0..8 {
+        let key = format!("rot/{i}");
+        let data = content(&key, len);
+        let r = c.put(BUCKET, &key, data.clone()).await.unwrap();
+        let meta = c.head(BUCKET, &key, None).await.unwrap();
+        let k = usize::from(meta.ec.data);
+        let l = tessera_wire::stripe::Layout::of(&meta).shard_len(0) as usize;
+        let shard = rng.below(k as u64) as usize;
+        let hits = find_shard(&region.dir, &data[shard * l..shard * l + 64]);
+        assert_eq!(hits.len(), 1, "{key} shard {shard} should be stored exactly once: {hits:?}");
+        let (path, off) = &hits[0];
+        flip_byte(path, off + 1_000 + rng.below(1_000));
+        victims.push((key, r.version, shard, data, l));
+    }
+    println!("corrupted one data shard of each of {} objects", victims.len());
+    for (key, _, _, data, _) in &victims[..4] {
+        let got = c.get(BUCKET, key, GetOptions::default()).await.unwrap().bytes().await.unwrap();
+        assert!(got == *data, "{key}: read returned wrong bytes");
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for (key, version, shard, data, l) in &victims {
+        let meta = c.head(BUCKET, key, None).await.unwrap();
+        assert_eq!(meta.version, *version);
+        let target = c.targets_of(BUCKET, key)[*shard];
+        loop {
+            match c.fetch_shard(target, BUCKET, &meta, 0, *shard).await {
+                Ok(bytes) if bytes == data[shard * l..(shard + 1) * l] => break,
+                other => {
+                    assert!(Instant::now() < deadline, "{key} shard {shard} on {target} not repaired: {other:?}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+    let status = region.cli(&["repair", "status"]);
+    println!("{status}");
+    for (key, _, _, data, _) in &victims {
+        let got = c.get(BUCKET, key, GetOptions::default()).await.unwrap().bytes().await.unwrap();
+        assert!(got == *data, "{key}: wrong bytes after repair");
+    }
+}
+
+/// Repair keeps going when nodes crash in the middle of it: a zone misses
+/// 24 writes, repair is slowed to 1 MiB/s so it is still running when the
+/// repair leader of many groups and a node receiving repairs are
+/// SIGKILLed and restarted; at full speed again, every object reaches full
+/// redundancy and reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_converges_through_node_crashes() {
+    let region = Region::new("crashrepair", port_base(35), &["--repair-interval-ms", "1000"]);
+    let c = region.client(BUCKET, false).await;
+    region.stop_zone("z3");
+    let mut acked = BTreeMap::new();
+    for i in 0..24u64 {
+        let key = format!("deg/{i}");
+        let r = c.put(BUCKET, &key, content(&key, 2_000_000)).await.unwrap();
+        assert!(r.degraded, "{key}: z3 is down, the write must be degraded");
+        acked.insert(key, (0u64, r.version));
+    }
+    println!("{}", region.cli(&["repair", "rate", "1"]));
+    region.start_zone("z3");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = region.cli(&["repair", "status"]);
+        let total = status.lines().find(|l| l.starts_with("total")).unwrap_or_default().to_string();
+        let done: f64 = total.split_whitespace().nth(6).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        if done > 0.0 {
+            println!("repair under way: {total}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "repair did not start: {status}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for node in ["z1-n1", "z3-n1"] {
+        region.dev("kill-node", &[node]);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for node in ["z1-n1", "z3-n1"] {
+        region.dev("start-node", &[node]);
+    }
+    // The restarted nodes come back at their configured rate; raise the
+    // others again too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("{}", region.cli(&["repair", "rate", "64"]));
+    let took = await_full_redundancy(&c, &acked, Duration::from_secs(180)).await;
+    println!("full redundancy {:.1} s after the crashes", took.as_secs_f64() + 4.0);
+    for key in acked.keys() {
+        let got = c.get(BUCKET, key, GetOptions::default()).await.unwrap().bytes().await.unwrap();
+        assert!(got == content(key, 2_000_000), "{key}");
+    }
+}
