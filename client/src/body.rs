@@ -23,6 +23,8 @@ pub struct ObjectBody {
     in_flight: VecDeque<JoinHandle<Result<Vec<u8>, ClientError>>>,
     /// Running crc of a full read, checked at the end.
     crc: Option<u32>,
+    /// The first chunk, fetched before the body was handed out.
+    ready: Option<Option<Vec<u8>>>,
 }
 
 impl ObjectBody {
@@ -38,7 +40,17 @@ impl ObjectBody {
         full: bool,
     ) -> ObjectBody {
         let todo = Layout::of(&meta).slices(offset, len).into();
-        ObjectBody { client, view, bucket, key, meta, todo, in_flight: VecDeque::new(), crc: full.then_some(0) }
+        ObjectBody {
+            client,
+            view,
+            bucket,
+            key,
+            meta,
+            todo,
+            in_flight: VecDeque::new(),
+            crc: full.then_some(0),
+            ready: None,
+        }
     }
 
     fn launch(&mut self) {
@@ -53,8 +65,19 @@ impl ObjectBody {
         }
     }
 
+    /// Fetch the first chunk now, so a version that vanished before any
+    /// byte was handed out can be retried by the caller.
+    pub(crate) async fn prefetch(&mut self) -> Result<(), ClientError> {
+        let first = self.next_chunk().await?;
+        self.ready = Some(first);
+        Ok(())
+    }
+
     /// The next chunk, or `None` at the end.
     pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+        if let Some(chunk) = self.ready.take() {
+            return Ok(chunk);
+        }
         self.launch();
         let Some(h) = self.in_flight.pop_front() else {
             if let Some(crc) = self.crc.take() {

@@ -130,6 +130,9 @@ pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Reads of the latest version that find it replaced try this many times.
+const GET_ATTEMPTS: u32 = 4;
+
 pub(crate) fn unexpected(request: &'static str, got: Response) -> ClientError {
     ClientError::UnexpectedReply { request, got: format!("{got:?}").chars().take(200).collect() }
 }
@@ -392,6 +395,21 @@ impl Client {
 
     /// Read an object (or a range of it) as a stream.
     pub async fn get(&self, bucket: &str, key: &str, opts: GetOptions) -> Result<GetResult, ClientError> {
+        // The latest version may be overwritten between choosing it and
+        // reading its shards: then choose again (bounded).
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut r = self.get_once(bucket, key, &opts).await?;
+            match r.body.prefetch().await {
+                Ok(()) => return Ok(r),
+                Err(ClientError::VersionGone { .. }) if opts.version.is_none() && attempt < GET_ATTEMPTS => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn get_once(&self, bucket: &str, key: &str, opts: &GetOptions) -> Result<GetResult, ClientError> {
         let meta = self.head(bucket, key, opts.version).await?;
         let (offset, len, full) = match opts.range {
             None => (0, meta.size_bytes, true),

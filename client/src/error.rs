@@ -53,6 +53,15 @@ pub enum ClientError {
         /// Server detail.
         detail: String,
     },
+    /// The version being read was replaced or purged on the nodes while it
+    /// was read (an overwrite in an unversioned bucket); a read of the
+    /// latest version retries with the new one before any byte is handed
+    /// out.
+    #[error("version gone while reading: {detail}")]
+    VersionGone {
+        /// Which version, and what the nodes said.
+        detail: String,
+    },
     /// The bucket exists with other settings.
     #[error("{detail}")]
     BucketExists {

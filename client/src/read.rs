@@ -215,6 +215,7 @@ pub(crate) async fn fetch_stripe(
     let hedge = client.inner.transport.health.hedge_delay(&addrs) + Duration::from_millis(l / 50_000);
     let mut parts: Vec<Option<Vec<u8>>> = vec![None; k];
     let mut failed = Vec::new();
+    let mut gone = 0usize;
     let until = Instant::now() + hedge;
     let mut fast_ok = 0;
     while fast_ok < slice.shards.len() {
@@ -227,6 +228,7 @@ pub(crate) async fn fetch_stripe(
                 if matches!(e, ClientError::StaleMap { .. }) {
                     return Err(e);
                 }
+                gone += usize::from(matches!(e, ClientError::NoSuchKey { .. }));
                 failed.push(format!("shard {i}: {e}"));
                 break;
             }
@@ -283,7 +285,10 @@ pub(crate) async fn fetch_stripe(
             Some(Ok((_, true, Ok(bytes)))) if bytes.len() as u64 == l => {}
             Some(Ok((_, false, Ok(_)))) => {}
             Some(Ok((i, _, Ok(bytes)))) => failed.push(format!("shard {i}: {} bytes, expected {l}", bytes.len())),
-            Some(Ok((i, _, Err(e)))) => failed.push(format!("shard {i}: {e}")),
+            Some(Ok((i, _, Err(e)))) => {
+                gone += usize::from(matches!(e, ClientError::NoSuchKey { .. }));
+                failed.push(format!("shard {i}: {e}"))
+            }
             Some(Err(e)) => failed.push(e.to_string()),
             None => {}
         }
@@ -300,6 +305,13 @@ pub(crate) async fn fetch_stripe(
                 k + m,
                 failed.join("; ")
             ),
+        });
+    }
+    if have < k && gone > m {
+        // More than m members no longer hold the version: it was replaced
+        // or purged since the read chose it, and can never be decoded.
+        return Err(ClientError::VersionGone {
+            detail: format!("{bucket}/{key} version {}: {gone} of {} members no longer hold it", meta.version, k + m),
         });
     }
     if have < k {

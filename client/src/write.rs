@@ -370,14 +370,12 @@ pub(crate) async fn put(
             Err(_) => {}
         }
         if last_progress.elapsed() >= zone_wait {
-            // Zones with nothing durable while others progress are down.
+            // Zones that stalled (silent, or failed part way) while others
+            // progressed are down.
             let states = tracker.states().to_vec();
             let any_progress = states.iter().any(|s| matches!(s, ShardState::Prepared | ShardState::Committed));
             for &z in geom.zones() {
-                let silent = (0..states.len())
-                    .filter(|&i| geom.zone(i) == z)
-                    .all(|i| matches!(states[i], ShardState::Pending | ShardState::Failed));
-                if silent && any_progress {
+                if any_progress && tracker.zone_stalled(z) {
                     tracker.zone_down(z);
                 }
             }

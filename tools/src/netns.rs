@@ -64,6 +64,7 @@ pub(crate) fn setup(id: u8, zones: usize, nodes: usize) -> anyhow::Result<()> {
         ip(&["addr", "add", &format!("10.{id}.0.1/16"), "dev", &br])?;
     }
     ip(&["link", "set", &br, "up"])?;
+    allow_forwarding(&br, true)?;
     for z in 0..zones {
         let ns = ns_name(id, z);
         if exists(&ns) {
@@ -89,7 +90,24 @@ pub(crate) fn teardown(id: u8, zones: usize) {
         let _ = ip(&["link", "del", &ns]);
         let _ = ip(&["netns", "del", &ns]);
     }
+    let _ = allow_forwarding(&bridge(id), false);
     let _ = ip(&["link", "del", &bridge(id)]);
+}
+
+/// Bridged packets pass the host's FORWARD chain when br_netfilter is
+/// loaded, and Docker sets that chain's policy to DROP: let traffic
+/// between this bridge's ports through (or remove that exception).
+fn allow_forwarding(br: &str, allow: bool) -> anyhow::Result<()> {
+    if Command::new("iptables").arg("-V").output().is_err() {
+        return Ok(());
+    }
+    let rule = ["FORWARD", "-i", br, "-o", br, "-j", "ACCEPT"];
+    let present = Command::new("iptables").arg("-C").args(rule).output().is_ok_and(|o| o.status.success());
+    match (allow, present) {
+        (true, false) => run("iptables", &[&["-I"][..], &rule[..]].concat()),
+        (false, true) => run("iptables", &[&["-D"][..], &rule[..]].concat()),
+        _ => Ok(()),
+    }
 }
 
 /// Cut zone `z` off from everything (its link goes down) or reconnect it.

@@ -251,11 +251,8 @@ async fn zone_fault_under_load(fault: Fault, offset: u8) {
     let seed = seed(&format!("{fault:?}"));
     let mut rng = Rng(seed);
     let id = netns_id(offset);
-    let region = Region::new(
-        &format!("chaos{offset}"),
-        port_base(20),
-        &["--netns", &id, "--repair-interval-ms", "2000"],
-    );
+    let region =
+        Region::new(&format!("chaos{offset}"), port_base(20), &["--netns", &id, "--repair-interval-ms", "2000"]);
     let c = region.client(BUCKET, false).await;
     let zone = region.zones[rng.below(3) as usize].clone();
     let fault_at = Duration::from_millis(8_000 + rng.below(6_000));

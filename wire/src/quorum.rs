@@ -181,11 +181,15 @@ impl WriteTracker {
                 *s = state;
             }
         }
-        // A zone whose every shard failed is down.
+        // A zone whose every shard failed is down, and so is one whose
+        // shards all failed except those that already committed (it died
+        // during the commit phase).
         let zone = self.geom.zone(shard);
-        let all_failed =
-            (0..self.states.len()).filter(|&i| self.geom.zone(i) == zone).all(|i| self.states[i] == ShardState::Failed);
-        if all_failed && zone != usize::MAX {
+        let members: Vec<ShardState> =
+            (0..self.states.len()).filter(|&i| self.geom.zone(i) == zone).map(|i| self.states[i]).collect();
+        let any_failed = members.contains(&ShardState::Failed);
+        let settled = members.iter().all(|s| matches!(s, ShardState::Failed | ShardState::Committed));
+        if any_failed && settled && zone != usize::MAX {
             self.zone_down(zone);
         }
     }
@@ -218,24 +222,35 @@ impl WriteTracker {
         }
     }
 
+    /// May the writer declare zone `z` down after `zone_wait_ms` without
+    /// progress? When nothing of it is durable (silent), or when a shard of
+    /// it failed and none is still pending (it died mid-write: the shards
+    /// it prepared or committed before dying do not make it alive).
+    pub fn zone_stalled(&self, z: usize) -> bool {
+        let members: Vec<ShardState> =
+            (0..self.states.len()).filter(|&i| self.geom.zone(i) == z).map(|i| self.states[i]).collect();
+        let nothing_durable = members.iter().all(|s| matches!(s, ShardState::Pending | ShardState::Failed));
+        let failed = members.contains(&ShardState::Failed);
+        let pending = members.contains(&ShardState::Pending);
+        nothing_durable || (failed && !pending)
+    }
+
     /// Can `possible` still satisfy a rule: the normal one, the degraded
-    /// one with the zones already down, or the degraded one once another
-    /// zone with nothing durable yet is declared down (the writer does that
-    /// after `zone_wait_ms` of silence)? A zone that is half failed and
-    /// half silent is not a reason to give up.
+    /// one with the zones already down, or the degraded one once a stalled
+    /// zone is declared down (the writer does that after `zone_wait_ms`)?
+    /// A zone that failed part way through is not a reason to give up.
     fn can_still_hold(&self, possible: &[bool]) -> bool {
         if self.holds(possible).is_some() {
             return true;
         }
         self.geom.zones().iter().any(|&z| {
-            let nothing_durable = (0..self.states.len())
-                .filter(|&i| self.geom.zone(i) == z)
-                .all(|i| matches!(self.states[i], ShardState::Pending | ShardState::Failed));
             let mut down = self.down.clone();
             if !down.contains(&z) {
                 down.push(z);
             }
-            nothing_durable && self.geom.degraded_rule_holds(possible, &down)
+            (self.zone_stalled(z)
+                || self.states.iter().enumerate().any(|(i, s)| self.geom.zone(i) == z && *s == ShardState::Failed))
+                && self.geom.degraded_rule_holds(possible, &down)
         })
     }
 
@@ -498,6 +513,30 @@ mod tests {
             t.set(i, ShardState::Failed);
         }
         t.set(11, ShardState::Prepared);
-        assert_eq!(t.step(), WriteStep::Fail, "one shard in zone 2 cannot satisfy the rule and the zone is up");
+        assert_eq!(t.step(), WriteStep::Wait, "zone 2 failed part way: wait for zone_wait, then degrade");
+        assert!(t.zone_stalled(2));
+        t.zone_down(2);
+        assert_eq!(t.step(), WriteStep::Commit { degraded: true });
+        // A zone that dies during the commit phase is down at once.
+        let mut t = WriteTracker::new(round_robin(12, 3, 6));
+        for i in 0..12 {
+            t.set(i, ShardState::Prepared);
+        }
+        assert_eq!(t.step(), WriteStep::Commit { degraded: false });
+        for i in 0..12 {
+            t.set(i, if [2, 5, 8].contains(&i) { ShardState::Failed } else { ShardState::Committed });
+        }
+        assert_eq!(t.step(), WriteStep::Ack { degraded: true }, "8 committed in the live zones > k");
+        // Without any failure in it, a zone with a durable shard is alive.
+        let mut t = WriteTracker::new(round_robin(12, 3, 6));
+        for i in 0..12 {
+            if i % 3 != 2 || i == 11 {
+                t.set(i, ShardState::Prepared);
+            }
+        }
+        for i in [0, 3] {
+            t.set(i, ShardState::Failed);
+        }
+        assert!(!t.zone_stalled(2));
     }
 }

@@ -141,9 +141,9 @@ pub(crate) fn port_base(offset: u16) -> u16 {
 /// Is every member of the object's group holding `version` committed?
 pub(crate) async fn fully_redundant(c: &Client, bucket: &str, key: &str, version: tessera_client::VersionId) -> bool {
     match tessera_client::group_view(c, bucket, key, version).await {
-        Ok(answers) => answers.iter().all(|a| {
-            a.as_ref().is_some_and(|h| h.committed && h.meta.as_ref().is_some_and(|m| m.version == version))
-        }),
+        Ok(answers) => answers
+            .iter()
+            .all(|a| a.as_ref().is_some_and(|h| h.committed && h.meta.as_ref().is_some_and(|m| m.version == version))),
         Err(_) => false,
     }
 }
