@@ -65,6 +65,13 @@ pub struct ClientConfig {
     /// Default 500.
     #[serde(default = "default_zone_wait_ms")]
     pub zone_wait_ms: u64,
+    /// A write whose other zones are all done while one zone is still
+    /// busy waits this long, then declares that zone down for this write
+    /// and uses the degraded rule (the zone's shards still finish in the
+    /// background, or repair writes them). Bounds write latency when a
+    /// zone is slow rather than dead. Default 1000.
+    #[serde(default = "default_zone_lag_ms")]
+    pub zone_lag_ms: u64,
     /// Zone whose nodes answer listings (default: the first zone).
     #[serde(default)]
     pub zone: Option<String>,
@@ -93,6 +100,9 @@ fn default_gray_factor() -> f64 {
 }
 fn default_gray_floor_ms() -> u64 {
     250
+}
+fn default_zone_lag_ms() -> u64 {
+    1_000
 }
 fn default_zone_wait_ms() -> u64 {
     500
@@ -130,6 +140,7 @@ impl ClientConfig {
             gray_factor: default_gray_factor(),
             gray_floor_ms: default_gray_floor_ms(),
             zone_wait_ms: default_zone_wait_ms(),
+            zone_lag_ms: default_zone_lag_ms(),
             zone: None,
         }
     }
@@ -155,6 +166,7 @@ impl ClientConfig {
             ("request_timeout_ms", self.request_timeout_ms),
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("zone_wait_ms", self.zone_wait_ms),
+            ("zone_lag_ms", self.zone_lag_ms),
             ("idle_timeout_ms", self.idle_timeout_ms),
             ("silence_ms", self.silence_ms),
         ] {

@@ -344,6 +344,8 @@ pub(crate) async fn put(
     let deadline = Instant::now() + Duration::from_millis(cfg.request_timeout_ms);
     let mut first_error: Option<ClientError> = None;
     let mut last_progress = Instant::now();
+    let zone_lag = Duration::from_millis(cfg.zone_lag_ms);
+    let mut lagging: Option<(usize, Instant)> = None;
     loop {
         let ev = tokio::time::timeout(zone_wait / 4 + Duration::from_millis(1), ev_rx.recv()).await;
         match ev {
@@ -368,6 +370,16 @@ pub(crate) async fn put(
                 }
             }
             Err(_) => {}
+        }
+        match (tracker.lagging_zone(), lagging) {
+            (Some(z), Some((was, _))) if z == was => {}
+            (now, _) => lagging = now.map(|z| (z, Instant::now())),
+        }
+        if let Some((z, since)) = lagging {
+            if since.elapsed() >= zone_lag {
+                tracing::debug!(zone = z, %version, "zone lags the others: writing degraded");
+                tracker.zone_down(z);
+            }
         }
         if last_progress.elapsed() >= zone_wait {
             // Zones that stalled (silent, or failed part way) while others

@@ -235,6 +235,29 @@ impl WriteTracker {
         nothing_durable || (failed && !pending)
     }
 
+    /// The one zone still holding the write up, if exactly one is: every
+    /// other zone's shards are settled for the current phase (prepared or
+    /// failed while preparing; committed or failed while committing) and
+    /// this zone's are not. A writer that sees the same zone lagging for
+    /// `zone_lag_ms` declares it down: a slow (lossy, overloaded) zone then
+    /// costs zone debt, not client latency.
+    pub fn lagging_zone(&self) -> Option<usize> {
+        let unsettled = |s: ShardState| match self.committing {
+            None => s == ShardState::Pending,
+            Some(_) => matches!(s, ShardState::Pending | ShardState::Prepared),
+        };
+        let mut lagging = None;
+        for &z in self.geom.zones() {
+            if (0..self.states.len()).any(|i| self.geom.zone(i) == z && unsettled(self.states[i])) {
+                if lagging.is_some() {
+                    return None;
+                }
+                lagging = Some(z);
+            }
+        }
+        lagging.filter(|z| !self.down.contains(z))
+    }
+
     /// Can `possible` still satisfy a rule: the normal one, the degraded
     /// one with the zones already down, or the degraded one once a stalled
     /// zone is declared down (the writer does that after `zone_wait_ms`)?
@@ -538,5 +561,23 @@ mod tests {
             t.set(i, ShardState::Failed);
         }
         assert!(!t.zone_stalled(2));
+    }
+
+    #[test]
+    fn the_one_zone_behind_is_named_lagging() {
+        let g = round_robin(12, 3, 6);
+        let mut t = WriteTracker::new(g);
+        assert_eq!(t.lagging_zone(), None, "everyone is pending");
+        for i in 0..12 {
+            if i % 3 != 1 {
+                t.set(i, ShardState::Prepared);
+            }
+        }
+        assert_eq!(t.lagging_zone(), Some(1));
+        t.set(1, ShardState::Prepared);
+        assert_eq!(t.lagging_zone(), Some(1), "part way is still behind");
+        t.zone_down(1);
+        assert_eq!(t.lagging_zone(), None, "already down");
+        assert_eq!(t.step(), WriteStep::Commit { degraded: true });
     }
 }
