@@ -209,10 +209,16 @@ async fn round(c: &Client, node: &str, metrics: &NodeMetrics, pacer: &mut Pacer)
             }
         }
         for ((bucket, key), kv) in keys {
-            for plan in plan_key(&kv.members, kv.versioned, k) {
+            for mut plan in plan_key(&kv.members, kv.versioned, k) {
                 if plan.unrepairable {
+                    // Nothing can be rebuilt yet, but complete prepared
+                    // copies can be committed and tombstones spread: that
+                    // may make it rebuildable next round.
                     fig.unrepairable += 1;
-                    continue;
+                    plan.fixes.retain(|(_, f)| matches!(f, Fix::Commit | Fix::Purge));
+                    if plan.fixes.is_empty() {
+                        continue;
+                    }
                 }
                 work.push(Job {
                     members: members.clone(),

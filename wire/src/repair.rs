@@ -213,7 +213,8 @@ pub struct VersionPlan {
     pub fixes: Vec<(usize, Fix)>,
     /// Members holding it committed and intact: where to read from.
     pub sources: Vec<usize>,
-    /// Fewer than k sources: nothing can be rebuilt now.
+    /// Fewer than k sources: no Write or Rewrite can be done now (Commit
+    /// and Purge fixes still can, and may add sources).
     pub unrepairable: bool,
 }
 
