@@ -12,15 +12,18 @@
 //! the group, decides per key with [`tessera_wire::repair::plan_key`] (the
 //! same function the simulator checks), and carries the plan out: purge
 //! where a tombstone exists elsewhere, commit complete prepared copies,
-//! rebuild missing or corrupt shards from k intact ones. Rebuilt bytes are
-//! paced by a token bucket at the configured MiB/s, changeable at run time
+//! rebuild missing or corrupt shards from k intact ones, up to
+//! `JOBS_IN_FLIGHT` versions at once. Rebuilt bytes are paced by a token
+//! bucket at the configured MiB/s, changeable at run time
 //! (`tessera repair rate`). Progress, backlog and ETA go to the node's
 //! repair stats (metrics and `tessera repair status`).
 //!
 //! Members that do not answer are neither read nor written; they are
 //! repaired in the first round after they return.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,26 +34,42 @@ use tokio::task::JoinSet;
 
 use crate::metrics::NodeMetrics;
 
-/// Paces repair writes at the node's current rate limit.
+/// Versions one node repairs at once.
+const JOBS_IN_FLIGHT: usize = 4;
+
+/// Paces repair writes at the node's current rate limit. Shared by the
+/// node's concurrent repair jobs; a reservation is taken without awaiting,
+/// then the job sleeps until its slot.
 struct Pacer {
     metrics: Arc<NodeMetrics>,
     next_free: Instant,
 }
 
 impl Pacer {
-    /// Wait until `bytes` more may be written. At 0 MiB/s (paused) this
-    /// waits until the limit is raised.
-    async fn take(&mut self, bytes: u64) {
-        loop {
-            let mib_s = self.metrics.repair.snapshot().rate_limit_mib_s;
-            if mib_s > 0 {
-                let now = Instant::now();
-                let start = self.next_free.max(now);
-                self.next_free = start + Duration::from_secs_f64(bytes as f64 / (f64::from(mib_s) * 1_048_576.0));
-                tokio::time::sleep_until(start.into()).await;
+    /// Reserve `bytes`; the instant the write may start, or None while
+    /// repair is paused (0 MiB/s).
+    fn reserve(&mut self, bytes: u64) -> Option<Instant> {
+        let mib_s = self.metrics.repair.snapshot().rate_limit_mib_s;
+        if mib_s == 0 {
+            return None;
+        }
+        let start = self.next_free.max(Instant::now());
+        self.next_free = start + Duration::from_secs_f64(bytes as f64 / (f64::from(mib_s) * 1_048_576.0));
+        Some(start)
+    }
+}
+
+/// Wait until `bytes` more may be written (while paused, until the limit
+/// is raised).
+async fn take(pacer: &RefCell<Pacer>, bytes: u64) {
+    loop {
+        let slot = pacer.borrow_mut().reserve(bytes);
+        match slot {
+            Some(at) => {
+                tokio::time::sleep_until(at.into()).await;
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            None => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
 }
@@ -89,7 +108,7 @@ pub(crate) async fn run(
     interval: Duration,
 ) {
     let mut client: Option<Client> = None;
-    let mut pacer = Pacer { metrics: metrics.clone(), next_free: Instant::now() };
+    let pacer = Rc::new(RefCell::new(Pacer { metrics: metrics.clone(), next_free: Instant::now() }));
     loop {
         let c = match &client {
             Some(c) => c.clone(),
@@ -107,7 +126,7 @@ pub(crate) async fn run(
         };
         let _ = c.refresh_map().await;
         let start = Instant::now();
-        let repaired = match round(&c, &node, &metrics, &mut pacer).await {
+        let repaired = match round(&c, &node, &metrics, &pacer).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "repair round failed");
@@ -125,7 +144,7 @@ pub(crate) async fn run(
 }
 
 /// One anti-entropy round. Returns the member copies repaired.
-async fn round(c: &Client, node: &str, metrics: &NodeMetrics, pacer: &mut Pacer) -> Result<u64, String> {
+async fn round(c: &Client, node: &str, metrics: &NodeMetrics, pacer: &Rc<RefCell<Pacer>>) -> Result<u64, String> {
     let view = c.view();
     let placement = &view.placement;
     let Some((_, me)) = view.map.node(node) else {
@@ -260,9 +279,20 @@ async fn round(c: &Client, node: &str, metrics: &NodeMetrics, pacer: &mut Pacer)
     let started = Instant::now();
     let mut done_bytes = 0u64;
     let mut repaired = 0u64;
-    for Job { members, bucket, key, plan, .. } in work {
-        let fixed = carry_out(c, pacer, &members, &bucket, &key, &plan).await;
-        for (fixes, bytes) in fixed {
+    let mut jobs = JoinSet::new();
+    let mut work = work.into_iter();
+    loop {
+        while jobs.len() < JOBS_IN_FLIGHT {
+            let Some(Job { members, bucket, key, plan, .. }) = work.next() else { break };
+            let (c, pacer) = (c.clone(), pacer.clone());
+            jobs.spawn_local(async move {
+                let fixed = carry_out(&c, &pacer, &members, &bucket, &key, &plan).await;
+                tracing::debug!(%bucket, %key, version = %plan.version, "repaired");
+                fixed
+            });
+        }
+        let Some(done) = jobs.join_next().await else { break };
+        for (fixes, bytes) in done.unwrap_or_default() {
             repaired += fixes;
             done_bytes += bytes;
             let rate = (done_bytes as f64 / started.elapsed().as_secs_f64().max(0.001)) as u64;
@@ -275,7 +305,6 @@ async fn round(c: &Client, node: &str, metrics: &NodeMetrics, pacer: &mut Pacer)
                 r.eta_s = (rate > 0).then(|| r.backlog_bytes / rate);
             });
         }
-        tracing::debug!(%bucket, %key, version = %plan.version, "repaired");
     }
     metrics.repair.update(|r| {
         r.backlog_versions = 0;
@@ -289,7 +318,7 @@ async fn round(c: &Client, node: &str, metrics: &NodeMetrics, pacer: &mut Pacer)
 /// successful fix; failures are logged and left for the next round.
 async fn carry_out(
     c: &Client,
-    pacer: &mut Pacer,
+    pacer: &RefCell<Pacer>,
     members: &[TargetId],
     bucket: &str,
     key: &str,
@@ -342,7 +371,7 @@ async fn carry_out(
             }
         };
         let len: u64 = shards.iter().map(|d| d.len() as u64).sum();
-        pacer.take(len).await;
+        take(pacer, len).await;
         for (j, data) in shards.iter().enumerate() {
             if !ok[j] {
                 continue;

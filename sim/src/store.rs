@@ -22,6 +22,11 @@ pub(crate) struct Store {
     pub(crate) purged: BTreeSet<(u32, VersionId)>,
 }
 
+/// Every version of one key, as a map range.
+fn of_key(key: u32) -> std::ops::RangeInclusive<(u32, VersionId)> {
+    (key, VersionId(0))..=(key, VersionId(u128::MAX))
+}
+
 impl Store {
     /// Prepare; false when the version was purged here.
     pub(crate) fn prepare(&mut self, key: u32, v: VersionId) -> bool {
@@ -36,16 +41,11 @@ impl Store {
     pub(crate) fn commit(&mut self, key: u32, v: VersionId) -> bool {
         let Some(h) = self.versions.get_mut(&(key, v)) else { return false };
         h.committed = true;
-        let newest = self
-            .versions
-            .range((key, VersionId(0))..=(key, VersionId(u128::MAX)))
-            .filter(|(_, h)| h.committed)
-            .map(|((_, v), _)| *v)
-            .max();
+        let newest = self.versions.range(of_key(key)).filter(|(_, h)| h.committed).map(|((_, v), _)| *v).max();
         if let Some(newest) = newest {
             let doomed: Vec<VersionId> = self
                 .versions
-                .range((key, VersionId(0))..=(key, VersionId(u128::MAX)))
+                .range(of_key(key))
                 .filter(|((_, v), h)| h.committed && *v != newest)
                 .map(|((_, v), _)| *v)
                 .collect();
@@ -73,13 +73,8 @@ impl Store {
     /// Newest committed version of a key (corrupt or not: its metadata is
     /// intact), and the purged versions: what Head answers.
     pub(crate) fn head(&self, key: u32) -> (Option<VersionId>, Vec<VersionId>) {
-        let newest = self
-            .versions
-            .range((key, VersionId(0))..=(key, VersionId(u128::MAX)))
-            .filter(|(_, h)| h.committed)
-            .map(|((_, v), _)| *v)
-            .max();
-        let purged = self.purged.range((key, VersionId(0))..=(key, VersionId(u128::MAX))).map(|(_, v)| *v).collect();
+        let newest = self.versions.range(of_key(key)).filter(|(_, h)| h.committed).map(|((_, v), _)| *v).max();
+        let purged = self.purged.range(of_key(key)).map(|(_, v)| *v).collect();
         (newest, purged)
     }
 

@@ -19,7 +19,7 @@ use super::index::{decode, split_obj_key, Applied, Reader, CORRUPT, OBJECTS, PRE
 use super::layout::{Loc, RecordBody};
 use super::space::AllocClass;
 use super::{Engine, EngineError};
-use crate::io::{AlignedBuf, ALIGN_BYTES};
+use crate::io::AlignedBuf;
 
 /// Object key bytes (`bucket \0 key \0 version`) → (bucket, key, version).
 fn parse_obj_key(raw: &[u8]) -> Option<(String, String, VersionId)> {
@@ -193,10 +193,7 @@ impl Engine {
         buf: AlignedBuf,
         data_len: usize,
     ) -> Result<(), EngineError> {
-        let computed = crc32c::crc32c(&buf.as_slice()[ALIGN_BYTES..ALIGN_BYTES + data_len]);
-        if computed != shard_crc32c {
-            return Err(EngineError::PayloadChecksum { sent: shard_crc32c, computed });
-        }
+        super::check_payload(&buf, data_len, shard_crc32c)?;
         let body = RecordBody::RepairShard { bucket: bucket.to_owned(), key: key.to_owned(), version, stripe, shard };
         match self.inner.write_record(body, buf, data_len, shard_crc32c, AllocClass::Normal).await? {
             Applied::Shard { .. } => Ok(()),

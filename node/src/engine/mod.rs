@@ -182,6 +182,15 @@ pub(crate) struct Inner {
     stopped: Cell<bool>,
 }
 
+/// The shard bytes in a record buffer must match the writer's crc32c.
+fn check_payload(buf: &AlignedBuf, data_len: usize, sent: u32) -> Result<(), EngineError> {
+    let computed = crc32c::crc32c(&buf.as_slice()[ALIGN_BYTES..ALIGN_BYTES + data_len]);
+    if computed != sent {
+        return Err(EngineError::PayloadChecksum { sent, computed });
+    }
+    Ok(())
+}
+
 /// Keeps a segment from being freed while a read of it is in flight.
 struct ReadGuard<'a> {
     readers: &'a RefCell<Vec<u32>>,
@@ -244,10 +253,7 @@ impl Engine {
         buf: AlignedBuf,
         data_len: usize,
     ) -> Result<bool, EngineError> {
-        let computed = crc32c::crc32c(&buf.as_slice()[ALIGN_BYTES..ALIGN_BYTES + data_len]);
-        if computed != shard_crc32c {
-            return Err(EngineError::PayloadChecksum { sent: shard_crc32c, computed });
-        }
+        check_payload(&buf, data_len, shard_crc32c)?;
         Reader::new(&self.inner.db)?.require_bucket(bucket)?;
         // Delete markers use the reserve: a full target still takes deletes.
         let class = if meta.as_ref().is_some_and(|m| m.delete_marker && data_len == 0) {
