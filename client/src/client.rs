@@ -131,7 +131,7 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// Reads of the latest version that find it replaced try this many times.
-const GET_ATTEMPTS: u32 = 4;
+const GET_ATTEMPTS: u32 = 8;
 
 pub(crate) fn unexpected(request: &'static str, got: Response) -> ClientError {
     ClientError::UnexpectedReply { request, got: format!("{got:?}").chars().take(200).collect() }
@@ -398,12 +398,24 @@ impl Client {
         // The latest version may be overwritten between choosing it and
         // reading its shards: then choose again (bounded).
         let mut attempt = 0;
+        let mut last: Option<VersionId> = None;
         loop {
             attempt += 1;
             let mut r = self.get_once(bucket, key, &opts).await?;
+            let chosen = r.meta.version;
             match r.body.prefetch().await {
                 Ok(()) => return Ok(r),
-                Err(ClientError::VersionGone { .. }) if opts.version.is_none() && attempt < GET_ATTEMPTS => {}
+                // Replaced since chosen: choose again.
+                Err(ClientError::VersionGone { .. })
+                    if opts.version.is_none() && attempt < GET_ATTEMPTS && last != Some(chosen) =>
+                {
+                    last = Some(chosen);
+                }
+                // The same version again (or a pinned one): it is not
+                // replaced, too few of its shards are reachable.
+                Err(ClientError::VersionGone { detail }) if last == Some(chosen) || opts.version.is_some() => {
+                    return Err(ClientError::Unavailable { detail });
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -215,7 +215,8 @@ pub(crate) async fn fetch_stripe(
     let hedge = client.inner.transport.health.hedge_delay(&addrs) + Duration::from_millis(l / 50_000);
     let mut parts: Vec<Option<Vec<u8>>> = vec![None; k];
     let mut failed = Vec::new();
-    let mut gone = 0usize;
+    // Shards whose target says the version is not there (each counted once).
+    let mut gone: BTreeSet<usize> = BTreeSet::new();
     let until = Instant::now() + hedge;
     let mut fast_ok = 0;
     while fast_ok < slice.shards.len() {
@@ -228,7 +229,9 @@ pub(crate) async fn fetch_stripe(
                 if matches!(e, ClientError::StaleMap { .. }) {
                     return Err(e);
                 }
-                gone += usize::from(matches!(e, ClientError::NoSuchKey { .. }));
+                if matches!(e, ClientError::NoSuchKey { .. }) {
+                    gone.insert(i);
+                }
                 failed.push(format!("shard {i}: {e}"));
                 break;
             }
@@ -286,7 +289,9 @@ pub(crate) async fn fetch_stripe(
             Some(Ok((_, false, Ok(_)))) => {}
             Some(Ok((i, _, Ok(bytes)))) => failed.push(format!("shard {i}: {} bytes, expected {l}", bytes.len())),
             Some(Ok((i, _, Err(e)))) => {
-                gone += usize::from(matches!(e, ClientError::NoSuchKey { .. }));
+                if matches!(e, ClientError::NoSuchKey { .. }) {
+                    gone.insert(i);
+                }
                 failed.push(format!("shard {i}: {e}"))
             }
             Some(Err(e)) => failed.push(e.to_string()),
@@ -307,11 +312,18 @@ pub(crate) async fn fetch_stripe(
             ),
         });
     }
-    if have < k && gone > m {
-        // More than m members no longer hold the version: it was replaced
-        // or purged since the read chose it, and can never be decoded.
+    if have < k && !gone.is_empty() {
+        // Members say the version is not there: it may have been replaced
+        // or purged since the read chose it. The caller resolves again and
+        // gives up if the same version comes back.
         return Err(ClientError::VersionGone {
-            detail: format!("{bucket}/{key} version {}: {gone} of {} members no longer hold it", meta.version, k + m),
+            detail: format!(
+                "{bucket}/{key} version {}: {have} of {} shards read, {k} needed; {} members do not hold it: {}",
+                meta.version,
+                k + m,
+                gone.len(),
+                failed.join("; ")
+            ),
         });
     }
     if have < k {
