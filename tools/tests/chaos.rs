@@ -1,7 +1,8 @@
 //! The chaos harness: a real region (`tessera dev`, every node its own
 //! process) under bounded mixed load while a zone fails for real — killed
-//! (SIGKILL), partitioned (its network namespace's link down), or made
-//! lossy (30% of its packets dropped each way by nftables) — then restored.
+//! (SIGKILL), partitioned (its network namespace's link down), made lossy
+//! (30% of its packets dropped each way by nftables), or one of its nodes
+//! frozen (SIGSTOP) — then restored.
 //! The load must see no error, every acknowledged write must read back, and
 //! repair must bring every object back to full redundancy on its own.
 //!
@@ -195,6 +196,8 @@ enum Fault {
     Kill,
     Partition,
     Loss30,
+    /// SIGSTOP one node of the zone: alive to the kernel, silent to peers.
+    Pause,
 }
 
 impl Fault {
@@ -203,6 +206,7 @@ impl Fault {
             Fault::Kill => region.stop_zone(zone),
             Fault::Partition => region.dev("partition-zone", &[zone]),
             Fault::Loss30 => region.dev("impair-zone", &[zone, "--loss", "30"]),
+            Fault::Pause => region.dev("pause-node", &[&format!("{zone}-n1")]),
         }
     }
 
@@ -210,6 +214,7 @@ impl Fault {
         match self {
             Fault::Kill => region.start_zone(zone),
             Fault::Partition | Fault::Loss30 => region.dev("heal-zone", &[zone]),
+            Fault::Pause => region.dev("resume-node", &[&format!("{zone}-n1")]),
         }
     }
 }
@@ -321,6 +326,11 @@ async fn zone_partitioned_under_load_no_errors_and_repaired() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zone_with_30pct_loss_under_load_no_errors_and_repaired() {
     zone_fault_under_load(Fault::Loss30, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_frozen_under_load_no_errors_and_repaired() {
+    zone_fault_under_load(Fault::Pause, 3).await;
 }
 
 /// Where data shard `shard` of a one-stripe object starts in the target

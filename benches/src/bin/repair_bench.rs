@@ -38,6 +38,10 @@ struct Args {
     /// Most MiB written during the outage.
     #[arg(long, default_value_t = 2_048)]
     max_mib: usize,
+    /// Repair bandwidth per node to set before the zone returns, MiB/s
+    /// (default: leave the nodes' setting).
+    #[arg(long)]
+    rate_mib_s: Option<u32>,
     /// Give up waiting for full redundancy after this many seconds.
     #[arg(long, default_value_t = 600)]
     limit_s: u64,
@@ -119,6 +123,18 @@ async fn main() -> anyhow::Result<()> {
         sum
     };
     dev(&a, "start-zone")?;
+    if let Some(rate) = a.rate_mib_s {
+        // The zone's nodes restart at their configured rate: wait for
+        // them to answer, then set every node.
+        for (name, addr) in c.node_addrs() {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while c.set_repair_rate(addr, rate).await.is_err() {
+                anyhow::ensure!(Instant::now() < deadline, "{name} did not answer");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        println!("repair rate set to {rate} MiB/s per node");
+    }
     let t0 = Instant::now();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let lat = Arc::new(Mutex::new(Vec::new()));
