@@ -97,21 +97,32 @@ impl Client {
         let mut shards: Vec<Option<Vec<u8>>> = vec![None; k + m];
         let mut order: Vec<usize> = sources.to_vec();
         order.sort_unstable();
+        let mut next = order.into_iter();
         let mut have = 0usize;
         let mut failed = Vec::new();
-        for &i in &order {
-            if have == k {
-                break;
+        // k reads at once, data shards first; each failure starts the next source.
+        let mut reads = tokio::task::JoinSet::new();
+        loop {
+            while have + reads.len() < k {
+                let Some(i) = next.next() else { break };
+                let (c, target, bucket, meta) = (self.clone(), members[i], bucket.to_owned(), meta.clone());
+                reads.spawn(async move { (i, c.fetch_shard(target, &bucket, &meta, stripe, i).await) });
             }
-            match self.fetch_shard(members[i], bucket, meta, stripe, i).await {
-                Ok(data) if data.len() == len => {
+            let Some(done) = reads.join_next().await else { break };
+            match done {
+                Ok((i, Ok(data))) if data.len() == len => {
                     shards[i] = Some(data);
                     have += 1;
                 }
-                Ok(data) => failed.push(format!("shard {i}: {} bytes, expected {len}", data.len())),
-                Err(e) => failed.push(format!("shard {i}: {e}")),
+                Ok((i, Ok(data))) => failed.push(format!("shard {i}: {} bytes, expected {len}", data.len())),
+                Ok((i, Err(e))) => failed.push(format!("shard {i}: {e}")),
+                Err(e) => failed.push(format!("read task: {e}")),
+            }
+            if have == k {
+                break;
             }
         }
+        reads.abort_all();
         if have < k {
             return Err(ClientError::Unavailable {
                 detail: format!(

@@ -303,6 +303,18 @@ async fn zone_fault_under_load(fault: Fault, offset: u8) {
     for (key, (gen, _)) in &s.acked {
         check_read(&c, key, *gen).await.unwrap();
     }
+    // LIST shows exactly the acknowledged keys, right after the load.
+    let mut listed = std::collections::BTreeSet::new();
+    let mut req = tessera_client::ListRequest { limit: Some(97), ..Default::default() };
+    loop {
+        let page = c.list(BUCKET, req.clone()).await.unwrap();
+        listed.extend(page.entries.into_iter().map(|e| e.key));
+        match page.next {
+            Some(n) => req.continuation = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(listed, s.acked.keys().cloned().collect(), "LIST after the fault");
     let took = await_full_redundancy(&c, &s.acked, Duration::from_secs(240)).await;
     println!(
         "full redundancy for all {} keys {:.1} s after the zone was restored ({:.1} s of checking)",
