@@ -123,10 +123,9 @@ impl ReadOp {
     }
 }
 
-pub(crate) fn on_reply(w: &mut World<'_>, op: u64, shard: usize, from: usize, msg: Msg) {
+pub(crate) fn on_reply(w: &mut World<'_>, op: u64, shard: usize, msg: Msg) {
     match w.ops.get_mut(&op) {
         Some(Op::Write(wr)) => {
-            let _ = from;
             match msg {
                 Msg::Prepared { ok } => {
                     wr.tracker.set(shard, if ok { ShardState::Prepared } else { ShardState::Failed });

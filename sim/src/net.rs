@@ -63,7 +63,7 @@ pub(crate) enum Event {
     /// To a target (`shard` is the sender's position for the reply).
     ToTarget { target: usize, op: u64, shard: usize, msg: Msg },
     /// A target's reply to an op.
-    ToOp { op: u64, shard: usize, from: usize, msg: Msg },
+    ToOp { op: u64, shard: usize, msg: Msg },
     /// An op's timer.
     Tick { op: u64 },
     /// A client actor starts its next op.
@@ -151,13 +151,9 @@ impl<'a> World<'a> {
         self.now >= self.load_end
     }
 
-    fn reachable(&self, target: usize) -> bool {
+    /// Is `target` up and connected (also: can a repairer read it now)?
+    pub(crate) fn reachable(&self, target: usize) -> bool {
         self.node_down[self.region.node[target]] == 0 && self.partitioned[self.region.zone[target]] == 0
-    }
-
-    /// Can a repairer read `target` right now (for rebuild sources)?
-    pub(crate) fn readable(&self, target: usize) -> bool {
-        self.reachable(target)
     }
 
     /// Send a request to a target; it may be lost, delayed, reordered.
@@ -174,7 +170,7 @@ impl<'a> World<'a> {
             return;
         }
         let d = self.rng.between(1, 60);
-        self.at(d, Event::ToOp { op, shard, from, msg });
+        self.at(d, Event::ToOp { op, shard, msg });
     }
 
     fn at_target(&mut self, target: usize, op: u64, shard: usize, msg: Msg) {
@@ -371,7 +367,7 @@ impl<'a> World<'a> {
             }
             match ev {
                 Event::ToTarget { target, op, shard, msg } => self.at_target(target, op, shard, msg),
-                Event::ToOp { op, shard, from, msg } => crate::client::on_reply(&mut self, op, shard, from, msg),
+                Event::ToOp { op, shard, msg } => crate::client::on_reply(&mut self, op, shard, msg),
                 Event::Tick { op } => crate::client::on_tick(&mut self, op),
                 Event::Start { actor } => {
                     if !self.load_over() {

@@ -10,7 +10,6 @@ use crate::net::{Msg, World};
 use crate::Bug;
 
 pub(crate) struct RepairOp {
-    pg: u32,
     members: Vec<usize>,
     lists: Vec<Option<Vec<(u32, VersionId, VersionState)>>>,
     deadline: u64,
@@ -26,7 +25,7 @@ pub(crate) fn start_round(w: &mut World<'_>) {
             w.send(t, op, i, Msg::List { pg });
         }
         let n = members.len();
-        w.add_repair(op, RepairOp { pg, members, lists: vec![None; n], deadline: w.now + 100 });
+        w.add_repair(op, RepairOp { members, lists: vec![None; n], deadline: w.now + 100 });
     }
 }
 
@@ -50,7 +49,6 @@ pub(crate) fn on_tick(w: &mut World<'_>, op: u64) {
 
 fn plan(w: &mut World<'_>, op: u64) {
     let Some(crate::client::Op::Repair(r)) = w.ops.remove(&op) else { return };
-    let _ = r.pg;
     let keys: std::collections::BTreeSet<u32> = r.lists.iter().flatten().flatten().map(|(k, _, _)| *k).collect();
     for key in keys {
         let per_member: Vec<Option<Vec<(VersionId, VersionState)>>> = r
@@ -64,7 +62,7 @@ fn plan(w: &mut World<'_>, op: u64) {
                 .iter()
                 .filter(|&&i| {
                     let t = r.members[i];
-                    w.readable(t) && w.targets[t].read(key, p.version) == Some(true)
+                    w.reachable(t) && w.targets[t].read(key, p.version) == Some(true)
                 })
                 .count();
             for (i, fix) in p.fixes {

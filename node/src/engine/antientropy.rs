@@ -34,8 +34,6 @@ fn parse_obj_key(raw: &[u8]) -> Option<(String, String, VersionId)> {
 pub struct ScrubStep {
     /// Resume after this shard key; None: the pass is complete.
     pub next: Option<Vec<u8>>,
-    /// Shards verified.
-    pub shards: u64,
     /// Bytes read and verified.
     pub bytes: u64,
     /// Shards found corrupt (and marked).
@@ -46,12 +44,14 @@ pub struct ScrubStep {
 type GroupVersions = BTreeMap<(u32, VersionRef), (VersionState, u64)>;
 
 /// Every version of one placement group on a target, merged from the
-/// committed, prepared and purged tables.
+/// committed, prepared and purged tables. Digests need neither prepared
+/// versions nor sizes: only a `listing` includes the former and decodes
+/// metadata for the latter.
 fn group_versions(
     reader: &Reader,
     pg_of: &dyn Fn(&str, &str) -> u32,
     wanted: &HashSet<u32>,
-    with_prepared: bool,
+    listing: bool,
 ) -> Result<GroupVersions, EngineError> {
     let corrupt: HashSet<Vec<u8>> = {
         let t = reader.txn.open_table(CORRUPT)?;
@@ -78,7 +78,7 @@ fn group_versions(
         pg
     };
     let mut tables = vec![(OBJECTS, VersionState::Committed)];
-    if with_prepared {
+    if listing {
         tables.push((PREPARED, VersionState::Prepared));
     }
     for (table, state) in tables {
@@ -90,14 +90,14 @@ fn group_versions(
             if !wanted.contains(&pg) {
                 continue;
             }
-            let meta: ObjectMeta = decode("object meta", v.value())?;
+            let size = if listing { decode::<ObjectMeta>("object meta", v.value())?.size_bytes } else { 0 };
             let state = if state == VersionState::Committed && corrupt.contains(k.value()) {
                 VersionState::Corrupt
             } else {
                 state
             };
             // Committed wins over prepared for the same version.
-            out.entry((pg, VersionRef { bucket, key, version })).or_insert((state, meta.size_bytes));
+            out.entry((pg, VersionRef { bucket, key, version })).or_insert((state, size));
         }
     }
     let t = reader.txn.open_table(PURGED)?;
@@ -229,7 +229,6 @@ impl Engine {
         let full = batch.len() >= max_shards;
         for (skey, loc) in &batch {
             let data = self.inner.read_data(*loc).await?;
-            step.shards += 1;
             step.bytes += u64::from(loc.data_len);
             if crc32c::crc32c(&data.as_slice()[..loc.data_len as usize]) == loc.data_crc32c {
                 continue;
