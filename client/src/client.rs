@@ -49,6 +49,8 @@ pub struct PutOptions {
     pub user_meta: Vec<(String, String)>,
     /// Storage class (default: the bucket's).
     pub storage_class: Option<StorageClass>,
+    /// Access control (default: private).
+    pub acl: tessera_wire::Acl,
 }
 
 /// Settings of a download.
@@ -368,7 +370,9 @@ impl Client {
         let data = Arc::new(data);
         self.with_map_retry(|view| {
             let (data, opts) = (data.clone(), opts.clone());
-            async move { crate::write::put(self, &view, bucket, key, &mut &data[..], opts, false).await }
+            async move {
+                crate::write::put(self, &view, bucket, key, &mut &data[..], opts, crate::write::Kind::Object).await
+            }
         })
         .await
     }
@@ -383,7 +387,7 @@ impl Client {
         opts: PutOptions,
     ) -> Result<PutReceipt, ClientError> {
         let view = self.view();
-        crate::write::put(self, &view, bucket, key, &mut source, opts, false).await
+        crate::write::put(self, &view, bucket, key, &mut source, opts, crate::write::Kind::Object).await
     }
 
     /// Metadata of the latest (or a given) version.
@@ -446,7 +450,16 @@ impl Client {
     /// an unversioned one they are removed). Returns the marker's version.
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<VersionId, ClientError> {
         self.with_map_retry(|view| async move {
-            let r = crate::write::put(self, &view, bucket, key, &mut &[][..], PutOptions::default(), true).await?;
+            let r = crate::write::put(
+                self,
+                &view,
+                bucket,
+                key,
+                &mut &[][..],
+                PutOptions::default(),
+                crate::write::Kind::Marker,
+            )
+            .await?;
             Ok(r.version)
         })
         .await
@@ -457,7 +470,43 @@ impl Client {
     pub async fn delete_version(&self, bucket: &str, key: &str, version: VersionId) -> Result<(), ClientError> {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
-        self.with_map_retry(|view| async move { self.purge(&view, bucket, key, version).await }).await
+        self.with_map_retry(|view| async move { self.purge(&view, bucket, key, version, None).await }).await
+    }
+
+    /// Store a copy of a version from another region (cross-region
+    /// replication): the version id, creation time, owner, metadata, ACL
+    /// and `meta.origin` are kept; the bytes read from `source` must match
+    /// `meta`'s size and checksum, else nothing is committed. `class`
+    /// overrides the stored class. Writing a version the bucket already
+    /// holds is a no-op on each target.
+    pub async fn put_replica(
+        &self,
+        bucket: &str,
+        meta: &ObjectMeta,
+        class: Option<StorageClass>,
+        mut source: impl tokio::io::AsyncRead + Unpin + Send,
+    ) -> Result<PutReceipt, ClientError> {
+        if meta.origin.is_none() {
+            return Err(ClientError::Config { detail: format!("replica of {} has no origin region", meta.key) });
+        }
+        let opts = PutOptions { storage_class: Some(class.unwrap_or(meta.storage_class)), ..PutOptions::default() };
+        let view = self.view();
+        let kind = crate::write::Kind::Replica(meta);
+        crate::write::put(self, &view, bucket, &meta.key, &mut source, opts, kind).await
+    }
+
+    /// [`Client::delete_version`] on behalf of another region: the purge
+    /// is marked with the `origin` region, so it is not replicated back.
+    pub async fn delete_version_replica(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+        origin: &str,
+    ) -> Result<(), ClientError> {
+        validate_bucket_name(bucket)?;
+        validate_key(key)?;
+        self.with_map_retry(|view| async move { self.purge(&view, bucket, key, version, Some(origin)).await }).await
     }
 
     pub(crate) async fn purge(
@@ -466,6 +515,7 @@ impl Client {
         bucket: &str,
         key: &str,
         version: VersionId,
+        origin: Option<&str>,
     ) -> Result<(), ClientError> {
         let pg = view.placement.pg_of(bucket, key);
         let geom = view.geometry(pg, StorageClass::Standard);
@@ -473,7 +523,8 @@ impl Client {
         for (i, &target) in view.placement.targets(pg).iter().enumerate() {
             let addr = view.addr(target)?;
             let client = self.clone();
-            let req = Request::Delete(DeleteObject { target, bucket: bucket.into(), key: key.into(), version });
+            let origin = origin.map(str::to_owned);
+            let req = Request::Delete(DeleteObject { target, bucket: bucket.into(), key: key.into(), version, origin });
             let epoch = view.map.epoch;
             tasks.push(tokio::spawn(async move { (i, client.inner.transport.call(addr, &req, &[], epoch).await) }));
         }

@@ -248,7 +248,8 @@ impl Client {
         key: &str,
         version: VersionId,
     ) -> Result<(), ClientError> {
-        let req = Request::Delete(DeleteObject { target, bucket: bucket.into(), key: key.into(), version });
+        let req =
+            Request::Delete(DeleteObject { target, bucket: bucket.into(), key: key.into(), version, origin: None });
         match self.target_call(target, &req, &[]).await? {
             Response::DeleteOk(_) => Ok(()),
             other => Err(unexpected("purge", other)),

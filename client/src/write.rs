@@ -209,7 +209,20 @@ async fn lane(
     let _ = events.send((shard, r));
 }
 
-/// Store one version (an object, or a delete marker with `delete_marker`).
+/// What a write stores.
+#[derive(Clone, Copy)]
+pub(crate) enum Kind<'a> {
+    /// A new object version.
+    Object,
+    /// A new delete marker.
+    Marker,
+    /// A copy of a version from another region: its id, creation time,
+    /// owner, metadata, ACL and origin are kept, and the bytes must match
+    /// its size and checksum.
+    Replica(&'a ObjectMeta),
+}
+
+/// Store one version.
 pub(crate) async fn put(
     client: &Client,
     view: &MapView,
@@ -217,7 +230,7 @@ pub(crate) async fn put(
     key: &str,
     source: &mut (impl AsyncRead + Unpin + Send),
     opts: PutOptions,
-    delete_marker: bool,
+    kind: Kind<'_>,
 ) -> Result<PutReceipt, ClientError> {
     validate_bucket_name(bucket)?;
     validate_key(key)?;
@@ -234,24 +247,42 @@ pub(crate) async fn put(
         });
     }
     let geom = view.geometry(pg, class);
-    let version = client.new_version();
     let epoch = view.map.epoch;
-    let mut meta = ObjectMeta {
-        key: key.to_owned(),
-        version,
-        size_bytes: 0,
-        stripe_bytes: 0,
-        shard_bytes: 0,
-        ec: profile,
-        stripe_count: 0,
-        content_crc32c: 0,
-        created_ms: now_ms(),
-        content_type: opts.content_type.clone(),
-        owner: cfg.owner.clone(),
-        user_meta: opts.user_meta.clone(),
-        storage_class: class,
-        delete_marker,
+    let mut meta = match kind {
+        Kind::Replica(src) => ObjectMeta {
+            ec: profile,
+            storage_class: class,
+            size_bytes: 0,
+            stripe_bytes: 0,
+            shard_bytes: 0,
+            stripe_count: 0,
+            content_crc32c: 0,
+            ..src.clone()
+        },
+        Kind::Object | Kind::Marker => ObjectMeta {
+            key: key.to_owned(),
+            version: client.new_version(),
+            size_bytes: 0,
+            stripe_bytes: 0,
+            shard_bytes: 0,
+            ec: profile,
+            stripe_count: 0,
+            content_crc32c: 0,
+            created_ms: now_ms(),
+            content_type: opts.content_type.clone(),
+            owner: cfg.owner.clone(),
+            user_meta: opts.user_meta.clone(),
+            storage_class: class,
+            delete_marker: matches!(kind, Kind::Marker),
+            acl: opts.acl,
+            origin: None,
+        },
     };
+    if meta.key != key {
+        return Err(ClientError::Config { detail: format!("replica of key {} written as {key}", meta.key) });
+    }
+    let version = meta.version;
+    let delete_marker = meta.delete_marker;
     check_meta(Opcode::PutShard, &meta).map_err(|e| ClientError::Config { detail: format!("object metadata: {e}") })?;
 
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
@@ -308,6 +339,19 @@ pub(crate) async fn put(
         let item_meta = if last {
             meta.size_bytes = size;
             meta.content_crc32c = crc;
+            if let Kind::Replica(src) = kind {
+                if (src.size_bytes, src.content_crc32c) != (size, crc) {
+                    // Nothing is committed: the prepared shards wait for
+                    // the retry (not purged, which would refuse it).
+                    return Err(ClientError::Corrupt {
+                        detail: format!(
+                            "replica of {bucket}/{key} version {version}: got {size} bytes crc32c {crc:08x}, the \
+                             source has {} bytes crc32c {:08x}",
+                            src.size_bytes, src.content_crc32c
+                        ),
+                    });
+                }
+            }
             if size > 0 {
                 meta.stripe_count = stripe + 1;
                 meta.shard_bytes = full_shard;
@@ -397,7 +441,11 @@ pub(crate) async fn put(
             WriteStep::Wait | WriteStep::Fail => {
                 let _ = commit_tx.send(false);
                 drop(commit_tx);
-                abort(client, view, bucket, key, version);
+                if !matches!(kind, Kind::Replica(_)) {
+                    // A replica is retried with the same version id: a
+                    // purge would leave a tombstone that refuses it.
+                    abort(client, view, bucket, key, version);
+                }
                 // A refusal by the nodes (full, no bucket, map change) says
                 // more than "unavailable": pass it on as it is.
                 if let Some(e) = first_error.take_if(|e| {
@@ -456,7 +504,7 @@ fn abort(client: &Client, view: &MapView, bucket: &str, key: &str, version: Vers
     let (client, bucket, key) = (client.clone(), bucket.to_owned(), key.to_owned());
     let view = Arc::new(MapView { map: view.map.clone(), placement: view.placement.clone(), locs: view.locs.clone() });
     tokio::spawn(async move {
-        if let Err(e) = client.purge(&view, &bucket, &key, version).await {
+        if let Err(e) = client.purge(&view, &bucket, &key, version, None).await {
             tracing::debug!(error = %e, %version, "abort of a failed write left shards for the sweeper");
         }
     });

@@ -159,6 +159,17 @@ impl MapState {
             return Err(MapStateError::NotNewer { pushed: map.epoch, current });
         }
         self.check_matches(&map)?;
+        let pgs = self.map().placement_groups;
+        if map.placement_groups != pgs {
+            return Err(MapStateError::Mismatch {
+                epoch: map.epoch,
+                node: self.node.clone(),
+                detail: format!(
+                    "placement_groups {} differs from the region's {pgs}: the group count is fixed for a region's life",
+                    map.placement_groups
+                ),
+            });
+        }
         if let Some(path) = &self.file {
             write_atomically(path, map.to_toml()?.as_bytes())?;
         }
@@ -222,5 +233,6 @@ pub fn standalone_map(cfg: &NodeConfig) -> ClusterMap {
                     .collect(),
             }],
         }],
+        crr: Vec::new(),
     }
 }

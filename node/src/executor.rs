@@ -151,6 +151,7 @@ fn core_main(
                 reserve_segments: t.reserve_segments,
                 checkpoint_interval: Duration::from_millis(t.checkpoint_interval_ms),
                 compaction_live_fraction_max: t.compaction_live_fraction_max,
+                placement_groups: map.map().placement_groups,
             };
             match Engine::open(ecfg, io.clone(), pool.clone()).await {
                 Ok(e) => {

@@ -91,17 +91,26 @@ pub struct NodeMetrics {
     /// Repair and scrub progress (written by the repair task and the
     /// scrubbers, read by status requests and the exporter).
     pub repair: RepairStats,
+    /// Cross-region replication (written by the streamer).
+    pub crr: CrrStats,
 }
 
-/// Repair and scrub progress of a node. A mutex, not atomics: it changes a
-/// few times per repaired version, never per request.
-pub struct RepairStats {
-    status: std::sync::Mutex<tessera_wire::repair::RepairStatusOk>,
+/// Figures written by one background task a few times per second and read
+/// by status requests and the exporter. A mutex, not atomics: they change
+/// per repaired version or replicated batch, never per request.
+#[derive(Default)]
+pub struct Shared<T> {
+    status: std::sync::Mutex<T>,
 }
 
-impl RepairStats {
+impl<T: Clone> Shared<T> {
+    /// Wrap initial figures.
+    pub fn new(value: T) -> Self {
+        Shared { status: std::sync::Mutex::new(value) }
+    }
+
     /// A copy of the current figures.
-    pub fn snapshot(&self) -> tessera_wire::repair::RepairStatusOk {
+    pub fn snapshot(&self) -> T {
         match self.status.lock() {
             Ok(s) => s.clone(),
             Err(p) => p.into_inner().clone(),
@@ -109,11 +118,57 @@ impl RepairStats {
     }
 
     /// Change the figures.
-    pub fn update(&self, f: impl FnOnce(&mut tessera_wire::repair::RepairStatusOk)) {
+    pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         match self.status.lock() {
             Ok(mut s) => f(&mut s),
             Err(p) => f(&mut p.into_inner()),
         }
+    }
+}
+
+/// Repair and scrub progress of a node.
+pub type RepairStats = Shared<tessera_wire::repair::RepairStatusOk>;
+
+/// Upper bounds of the replication lag histogram buckets, in milliseconds.
+pub const LAG_BUCKETS_MS: [u64; 14] =
+    [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000, 900_000];
+
+/// A cumulative lag histogram of one rule (Prometheus style).
+#[derive(Clone, Debug, Default)]
+pub struct LagHistogram {
+    /// Count per bucket of [`LAG_BUCKETS_MS`] (not cumulative); the last
+    /// slot counts lags above every bound.
+    pub buckets: [u64; LAG_BUCKETS_MS.len() + 1],
+    /// Sum of lags, ms.
+    pub sum_ms: u64,
+    /// Samples.
+    pub count: u64,
+}
+
+impl LagHistogram {
+    /// Add one sample.
+    pub fn record(&mut self, lag_ms: u64) {
+        let i = LAG_BUCKETS_MS.iter().position(|&b| lag_ms <= b).unwrap_or(LAG_BUCKETS_MS.len());
+        self.buckets[i] += 1;
+        self.sum_ms += lag_ms;
+        self.count += 1;
+    }
+}
+
+/// Cross-region replication figures of a node: per rule, for the groups it
+/// ships.
+#[derive(Default)]
+pub struct CrrStats {
+    /// What `tessera crr status` shows.
+    pub status: Shared<tessera_wire::crr::CrrStatusOk>,
+    /// Lag histograms by rule id.
+    pub lag: Shared<std::collections::BTreeMap<String, LagHistogram>>,
+}
+
+impl CrrStats {
+    /// The status figures.
+    pub fn snapshot(&self) -> tessera_wire::crr::CrrStatusOk {
+        self.status.snapshot()
     }
 }
 
@@ -124,12 +179,11 @@ impl NodeMetrics {
             node: node.to_owned(),
             cores: (0..cores).map(|_| CoreMetrics::default()).collect(),
             targets: target_ids.iter().map(|&id| TargetMetrics { id, ..Default::default() }).collect(),
-            repair: RepairStats {
-                status: std::sync::Mutex::new(tessera_wire::repair::RepairStatusOk {
-                    node: node.to_owned(),
-                    ..Default::default()
-                }),
-            },
+            crr: CrrStats::default(),
+            repair: RepairStats::new(tessera_wire::repair::RepairStatusOk {
+                node: node.to_owned(),
+                ..Default::default()
+            }),
         })
     }
 
@@ -278,7 +332,55 @@ impl NodeMetrics {
                 let _ = writeln!(s, "{name}{{node=\"{n}\"}} {value}");
             }
         }
+        self.render_crr(&mut s);
         s
+    }
+
+    fn render_crr(&self, s: &mut String) {
+        let n = &self.node;
+        let status = self.crr.snapshot();
+        type RuleGauge = (&'static str, &'static str, &'static str, fn(&tessera_wire::crr::RuleProgress) -> u64);
+        let gauges: [RuleGauge; 7] = [
+            ("tessera_crr_pending_objects", "gauge", "Changes waiting to be replicated.", |r| r.pending_objects),
+            ("tessera_crr_pending_bytes", "gauge", "Object bytes waiting to be replicated.", |r| r.pending_bytes),
+            ("tessera_crr_shipped_objects_total", "counter", "Changes applied at the destination.", |r| {
+                r.shipped_objects
+            }),
+            ("tessera_crr_shipped_bytes_total", "counter", "Object bytes sent to the destination.", |r| {
+                r.shipped_bytes
+            }),
+            ("tessera_crr_pgs_shipped", "gauge", "Placement groups this node ships.", |r| r.pgs_shipped.len() as u64),
+            ("tessera_crr_pgs_backfilled", "gauge", "Shipped groups whose back-fill is done.", |r| {
+                r.pgs_backfilled.len() as u64
+            }),
+            (
+                "tessera_crr_replicated_up_to_seconds",
+                "gauge",
+                "Every change made before this Unix time is replicated.",
+                |r| r.replicated_up_to_ms / 1000,
+            ),
+        ];
+        for (name, kind, help, get) in gauges {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for r in &status.rules {
+                let _ = writeln!(s, "{name}{{node=\"{n}\",rule=\"{}\"}} {}", r.rule, get(r));
+            }
+        }
+        let lag = self.crr.lag.snapshot();
+        let name = "tessera_crr_lag_seconds";
+        let _ =
+            writeln!(s, "# HELP {name} Time from a change to its apply at the destination.\n# TYPE {name} histogram");
+        for (rule, h) in &lag {
+            let mut cum = 0;
+            for (i, le) in LAG_BUCKETS_MS.iter().enumerate() {
+                cum += h.buckets[i];
+                let le = *le as f64 / 1000.0;
+                let _ = writeln!(s, "{name}_bucket{{node=\"{n}\",rule=\"{rule}\",le=\"{le}\"}} {cum}");
+            }
+            let _ = writeln!(s, "{name}_bucket{{node=\"{n}\",rule=\"{rule}\",le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(s, "{name}_sum{{node=\"{n}\",rule=\"{rule}\"}} {}", h.sum_ms as f64 / 1000.0);
+            let _ = writeln!(s, "{name}_count{{node=\"{n}\",rule=\"{rule}\"}} {}", h.count);
+        }
     }
 }
 

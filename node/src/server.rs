@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tessera_wire::crr::{ChangeSummaryOk, CrrOk, PgBacklog, SUMMARY_GROUPS_MAX};
 use tessera_wire::limits::BODY_BYTES_MAX;
 use tessera_wire::repair::PgDigestOk;
 use tessera_wire::{
@@ -189,6 +190,7 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
             | Request::SetMap(_)
             | Request::RepairStatus(_)
             | Request::SetRepairRate(_)
+            | Request::CrrStatus(_)
     );
     if !map_free && request_epoch != node_epoch {
         // Refuse before touching any target: the sender may have placed
@@ -305,7 +307,7 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
         },
         Request::Delete(d) => match engine_for(d.target) {
             Err(r) => r,
-            Ok(engine) => match engine.purge(&d.bucket, &d.key, d.version).await {
+            Ok(engine) => match engine.purge(&d.bucket, &d.key, d.version, d.origin.as_deref()).await {
                 Ok(removed) => Response::DeleteOk(DeleteOk { removed }),
                 Err(e) => engine_error(&e),
             },
@@ -383,6 +385,52 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
                 .unwrap_or_else(|e| engine_error(&e)),
         },
         Request::RepairStatus(_) => Response::RepairStatusOk(ctx.metrics.repair.snapshot()),
+        Request::ChangeSummary(c) => match engine_for(c.target) {
+            Err(r) => r,
+            Ok(engine) => match engine.change_summary() {
+                Ok(mut groups) => {
+                    let truncated = groups.len() > SUMMARY_GROUPS_MAX;
+                    groups.truncate(SUMMARY_GROUPS_MAX);
+                    let groups = groups
+                        .into_iter()
+                        .map(|(pg, entries, bytes, oldest_ms)| PgBacklog { pg, entries, bytes, oldest_ms })
+                        .collect();
+                    Response::ChangeSummaryOk(ChangeSummaryOk { groups, truncated })
+                }
+                Err(e) => engine_error(&e),
+            },
+        },
+        Request::ChangeLog(l) => match engine_for(l.target) {
+            Err(r) => r,
+            Ok(engine) => engine
+                .change_log(l.pg, l.after_lsn, l.limit as usize)
+                .map(Response::ChangeLogOk)
+                .unwrap_or_else(|e| engine_error(&e)),
+        },
+        Request::CrrCursor(c) => match engine_for(c.target) {
+            Err(r) => r,
+            Ok(engine) => match engine.set_crr_cursor(c.pg, &c.rule, c.cursor).await {
+                Ok(()) => Response::CrrOk(CrrOk { count: 1 }),
+                Err(e) => engine_error(&e),
+            },
+        },
+        Request::CrrForget(f) => match engine_for(f.target) {
+            Err(r) => r,
+            Ok(engine) => match engine.forget_changes(f.pg, &f.changes) {
+                Ok(count) => Response::CrrOk(CrrOk { count }),
+                Err(e) => engine_error(&e),
+            },
+        },
+        Request::CrrStatus(_) => Response::CrrStatusOk(ctx.metrics.crr.snapshot()),
+        Request::CrrHave(_) | Request::CrrApply(_) => {
+            if payload_len > 0 {
+                let _ = recv.stop(3u8.into());
+            }
+            error_response(
+                ErrorCode::BadRequest,
+                "replication from another region goes to the node's [crr] endpoint (mutual TLS), not a core port",
+            )
+        }
         Request::SetRepairRate(r) => {
             ctx.metrics.repair.update(|s| s.rate_limit_mib_s = r.mib_s);
             tracing::info!(mib_s = r.mib_s, "repair rate changed");

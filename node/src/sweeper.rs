@@ -94,7 +94,7 @@ pub(crate) async fn run(
                 };
                 let outcome = match resolve(&answers, version) {
                     Resolution::Commit => engine.commit(&bucket, &key, version).await.map(|_| "committed"),
-                    Resolution::Purge => engine.purge(&bucket, &key, version).await.map(|_| "purged"),
+                    Resolution::Purge => engine.purge(&bucket, &key, version, None).await.map(|_| "purged"),
                     Resolution::Wait => Ok("left for later (a member did not answer)"),
                 };
                 match outcome {
@@ -130,6 +130,8 @@ mod tests {
             user_meta: vec![],
             storage_class: StorageClass::Standard,
             delete_marker: false,
+            acl: tessera_wire::Acl::Private,
+            origin: None,
         }
     }
 

@@ -37,6 +37,8 @@ fn meta(key: &str, version: VersionId) -> ObjectMeta {
         user_meta: vec![],
         storage_class: StorageClass::Standard,
         delete_marker: false,
+        acl: tessera_wire::Acl::Private,
+        origin: None,
     }
 }
 

@@ -85,11 +85,13 @@ pub enum EncodeError {
         /// Its length.
         len_bytes: usize,
     },
-    /// The payload would exceed [`SHARD_BYTES_MAX`].
-    #[error("payload of {len_bytes} bytes exceeds the limit of {SHARD_BYTES_MAX}")]
+    /// The payload would exceed its opcode's limit.
+    #[error("payload of {len_bytes} bytes exceeds the limit of {max} for its opcode")]
     PayloadTooLong {
         /// Its length.
         len_bytes: u64,
+        /// The limit.
+        max: u64,
     },
     /// postcard failed (cannot happen for these types; kept typed anyway).
     #[error("postcard encoding failed: {0}")]
@@ -123,6 +125,13 @@ impl FrameBody for Request {
             Request::PgList(_) => Opcode::PgList,
             Request::RepairStatus(_) => Opcode::RepairStatus,
             Request::SetRepairRate(_) => Opcode::SetRepairRate,
+            Request::ChangeLog(_) => Opcode::ChangeLog,
+            Request::CrrCursor(_) => Opcode::CrrCursor,
+            Request::CrrForget(_) => Opcode::CrrForget,
+            Request::CrrStatus(_) => Opcode::CrrStatus,
+            Request::CrrHave(_) => Opcode::CrrHave,
+            Request::CrrApply(_) => Opcode::CrrApply,
+            Request::ChangeSummary(_) => Opcode::ChangeSummary,
         }
     }
     fn to_body(&self) -> Result<Vec<u8>, postcard::Error> {
@@ -143,6 +152,13 @@ impl FrameBody for Request {
             Request::PgList(m) => postcard::to_stdvec(m),
             Request::RepairStatus(m) => postcard::to_stdvec(m),
             Request::SetRepairRate(m) => postcard::to_stdvec(m),
+            Request::ChangeLog(m) => postcard::to_stdvec(m),
+            Request::CrrCursor(m) => postcard::to_stdvec(m),
+            Request::CrrForget(m) => postcard::to_stdvec(m),
+            Request::CrrStatus(m) => postcard::to_stdvec(m),
+            Request::CrrHave(m) => postcard::to_stdvec(m),
+            Request::CrrApply(m) => postcard::to_stdvec(m),
+            Request::ChangeSummary(m) => postcard::to_stdvec(m),
         }
     }
 }
@@ -164,6 +180,12 @@ impl FrameBody for Response {
             Response::PgDigestOk(_) => Opcode::PgDigestOk,
             Response::PgListOk(_) => Opcode::PgListOk,
             Response::RepairStatusOk(_) => Opcode::RepairStatusOk,
+            Response::ChangeLogOk(_) => Opcode::ChangeLogOk,
+            Response::CrrOk(_) => Opcode::CrrOk,
+            Response::CrrStatusOk(_) => Opcode::CrrStatusOk,
+            Response::CrrHaveOk(_) => Opcode::CrrHaveOk,
+            Response::CrrApplyOk(_) => Opcode::CrrApplyOk,
+            Response::ChangeSummaryOk(_) => Opcode::ChangeSummaryOk,
             Response::Error(_) => Opcode::Error,
         }
     }
@@ -183,6 +205,12 @@ impl FrameBody for Response {
             Response::PgDigestOk(m) => postcard::to_stdvec(m),
             Response::PgListOk(m) => postcard::to_stdvec(m),
             Response::RepairStatusOk(m) => postcard::to_stdvec(m),
+            Response::ChangeLogOk(m) => postcard::to_stdvec(m),
+            Response::CrrOk(m) => postcard::to_stdvec(m),
+            Response::CrrStatusOk(m) => postcard::to_stdvec(m),
+            Response::CrrHaveOk(m) => postcard::to_stdvec(m),
+            Response::CrrApplyOk(m) => postcard::to_stdvec(m),
+            Response::ChangeSummaryOk(m) => postcard::to_stdvec(m),
             Response::Error(m) => postcard::to_stdvec(m),
         }
     }
@@ -196,8 +224,9 @@ pub fn encode_frame(
     payload_len: u64,
     map_epoch: u64,
 ) -> Result<Vec<u8>, EncodeError> {
-    if payload_len > SHARD_BYTES_MAX {
-        return Err(EncodeError::PayloadTooLong { len_bytes: payload_len });
+    let max = msg.opcode().payload_max();
+    if payload_len > max {
+        return Err(EncodeError::PayloadTooLong { len_bytes: payload_len, max });
     }
     let body = msg.to_body().map_err(EncodeError::Postcard)?;
     let body_len = u32::try_from(body.len())
@@ -248,6 +277,13 @@ pub fn decode_body(opcode: Opcode, body: &[u8]) -> Result<Decoded, DecodeError> 
         O::PgList => Decoded::Request(Request::PgList(take(opcode, body)?)),
         O::RepairStatus => Decoded::Request(Request::RepairStatus(take(opcode, body)?)),
         O::SetRepairRate => Decoded::Request(Request::SetRepairRate(take(opcode, body)?)),
+        O::ChangeLog => Decoded::Request(Request::ChangeLog(take(opcode, body)?)),
+        O::CrrCursor => Decoded::Request(Request::CrrCursor(take(opcode, body)?)),
+        O::CrrForget => Decoded::Request(Request::CrrForget(take(opcode, body)?)),
+        O::CrrStatus => Decoded::Request(Request::CrrStatus(take(opcode, body)?)),
+        O::CrrHave => Decoded::Request(Request::CrrHave(take(opcode, body)?)),
+        O::CrrApply => Decoded::Request(Request::CrrApply(take(opcode, body)?)),
+        O::ChangeSummary => Decoded::Request(Request::ChangeSummary(take(opcode, body)?)),
         O::PutShardOk => Decoded::Response(Response::PutShardOk(take(opcode, body)?)),
         O::GetShardOk => Decoded::Response(Response::GetShardOk(take(opcode, body)?)),
         O::HeadOk => Decoded::Response(Response::HeadOk(take(opcode, body)?)),
@@ -262,6 +298,12 @@ pub fn decode_body(opcode: Opcode, body: &[u8]) -> Result<Decoded, DecodeError> 
         O::PgDigestOk => Decoded::Response(Response::PgDigestOk(take(opcode, body)?)),
         O::PgListOk => Decoded::Response(Response::PgListOk(take(opcode, body)?)),
         O::RepairStatusOk => Decoded::Response(Response::RepairStatusOk(take(opcode, body)?)),
+        O::ChangeLogOk => Decoded::Response(Response::ChangeLogOk(take(opcode, body)?)),
+        O::CrrOk => Decoded::Response(Response::CrrOk(take(opcode, body)?)),
+        O::CrrStatusOk => Decoded::Response(Response::CrrStatusOk(take(opcode, body)?)),
+        O::CrrHaveOk => Decoded::Response(Response::CrrHaveOk(take(opcode, body)?)),
+        O::CrrApplyOk => Decoded::Response(Response::CrrApplyOk(take(opcode, body)?)),
+        O::ChangeSummaryOk => Decoded::Response(Response::ChangeSummaryOk(take(opcode, body)?)),
         O::Error => Decoded::Response(Response::Error(take(opcode, body)?)),
     };
     check(opcode, &decoded)?;
@@ -305,6 +347,13 @@ fn key(opcode: Opcode, k: &str) -> Result<(), DecodeError> {
     validate_key(k).map_err(|source| DecodeError::Invalid { opcode, source })
 }
 
+fn count(field: &'static str, n: usize, max: usize) -> Result<(), DecodeError> {
+    if n > max {
+        return Err(DecodeError::TooManyEntries { field, count: n, max });
+    }
+    Ok(())
+}
+
 /// Check an object metadata record against the limits.
 pub fn check_meta(opcode: Opcode, meta: &ObjectMeta) -> Result<(), DecodeError> {
     key(opcode, &meta.key)?;
@@ -312,6 +361,9 @@ pub fn check_meta(opcode: Opcode, meta: &ObjectMeta) -> Result<(), DecodeError> 
         max_len("content_type", ct, CONTENT_TYPE_BYTES_MAX)?;
     }
     max_len("owner", &meta.owner, OWNER_BYTES_MAX)?;
+    if let Some(o) = &meta.origin {
+        max_len("origin", o, crate::crr::CRR_NAME_BYTES_MAX)?;
+    }
     if meta.user_meta.len() > USER_META_ENTRIES_MAX {
         return Err(DecodeError::TooManyEntries {
             field: "user_meta",
@@ -415,6 +467,58 @@ fn check(opcode: Opcode, decoded: &Decoded) -> Result<(), DecodeError> {
             }
         }
         Decoded::Request(Request::GetMap(_) | Request::SetMap(_)) => {}
+        Decoded::Request(Request::CrrStatus(_) | Request::ChangeSummary(_)) => {}
+        Decoded::Response(Response::ChangeSummaryOk(m)) => {
+            count("groups", m.groups.len(), crate::crr::SUMMARY_GROUPS_MAX)?
+        }
+        Decoded::Request(Request::ChangeLog(m)) => {
+            if m.limit == 0 || m.limit as usize > crate::crr::CHANGES_PER_PAGE_MAX {
+                return Err(DecodeError::OutOfRange {
+                    field: "limit",
+                    value: u64::from(m.limit),
+                    allowed: "1..=CHANGES_PER_PAGE_MAX",
+                });
+            }
+        }
+        Decoded::Request(Request::CrrCursor(m)) => {
+            max_len("rule", &m.rule, crate::crr::CRR_NAME_BYTES_MAX)?;
+            if let Some((k, _)) = &m.cursor.backfill_after {
+                key(opcode, k)?;
+            }
+        }
+        Decoded::Request(Request::CrrForget(m)) => {
+            count("changes", m.changes.len(), crate::crr::CHANGES_PER_PAGE_MAX)?;
+            for c in &m.changes {
+                bucket(opcode, &c.bucket)?;
+                key(opcode, &c.key)?;
+            }
+        }
+        Decoded::Request(Request::CrrHave(m)) => {
+            max_len("rule", &m.rule, crate::crr::CRR_NAME_BYTES_MAX)?;
+            bucket(opcode, &m.dest_bucket)?;
+            count("items", m.items.len(), crate::crr::HAVE_ITEMS_MAX)?;
+            for (k, _, _) in &m.items {
+                key(opcode, k)?;
+            }
+        }
+        Decoded::Request(Request::CrrApply(m)) => {
+            max_len("rule", &m.rule, crate::crr::CRR_NAME_BYTES_MAX)?;
+            max_len("origin", &m.origin, crate::crr::CRR_NAME_BYTES_MAX)?;
+            bucket(opcode, &m.dest_bucket)?;
+            match &m.op {
+                crate::crr::CrrOp::Put(meta) => check_meta(opcode, meta)?,
+                crate::crr::CrrOp::Purge { key: k, .. } => key(opcode, k)?,
+            }
+        }
+        Decoded::Response(Response::ChangeLogOk(m)) => {
+            count("entries", m.entries.len(), crate::crr::CHANGES_PER_PAGE_MAX)?;
+            for (_, c) in &m.entries {
+                bucket(opcode, &c.bucket)?;
+                key(opcode, &c.key)?;
+            }
+        }
+        Decoded::Response(Response::CrrHaveOk(m)) => count("done", m.done.len(), crate::crr::HAVE_ITEMS_MAX)?,
+        Decoded::Response(Response::CrrOk(_) | Response::CrrStatusOk(_) | Response::CrrApplyOk(_)) => {}
         Decoded::Request(Request::RepairStatus(_) | Request::SetRepairRate(_)) => {}
         Decoded::Request(Request::PgDigest(m)) => {
             if m.pgs.len() > crate::repair::PG_DIGEST_MAX {

@@ -11,7 +11,7 @@ use crate::limits::{BODY_BYTES_MAX, SHARD_BYTES_MAX};
 pub const MAGIC: [u8; 4] = *b"TSRA";
 /// The protocol version this build speaks. A peer sending another version
 /// gets `UnsupportedVersion` naming both, which leaves room for negotiation.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 /// Size of [`FrameHeader`] on the wire.
 pub const FRAME_HEADER_LEN: usize = 40;
 
@@ -65,6 +65,13 @@ pub enum Opcode {
     PgList = 0x0e,
     RepairStatus = 0x0f,
     SetRepairRate = 0x10,
+    ChangeLog = 0x11,
+    CrrCursor = 0x12,
+    CrrForget = 0x13,
+    CrrStatus = 0x14,
+    CrrHave = 0x15,
+    CrrApply = 0x16,
+    ChangeSummary = 0x17,
     PutShardOk = 0x81,
     GetShardOk = 0x82,
     HeadOk = 0x83,
@@ -79,6 +86,12 @@ pub enum Opcode {
     PgDigestOk = 0x8d,
     PgListOk = 0x8e,
     RepairStatusOk = 0x8f,
+    ChangeLogOk = 0x91,
+    CrrOk = 0x92,
+    CrrStatusOk = 0x94,
+    CrrHaveOk = 0x95,
+    CrrApplyOk = 0x96,
+    ChangeSummaryOk = 0x97,
     Error = 0xff,
 }
 
@@ -103,6 +116,13 @@ impl Opcode {
             0x0e => PgList,
             0x0f => RepairStatus,
             0x10 => SetRepairRate,
+            0x11 => ChangeLog,
+            0x12 => CrrCursor,
+            0x13 => CrrForget,
+            0x14 => CrrStatus,
+            0x15 => CrrHave,
+            0x16 => CrrApply,
+            0x17 => ChangeSummary,
             0x81 => PutShardOk,
             0x82 => GetShardOk,
             0x83 => HeadOk,
@@ -117,14 +137,29 @@ impl Opcode {
             0x8d => PgDigestOk,
             0x8e => PgListOk,
             0x8f => RepairStatusOk,
+            0x91 => ChangeLogOk,
+            0x92 => CrrOk,
+            0x94 => CrrStatusOk,
+            0x95 => CrrHaveOk,
+            0x96 => CrrApplyOk,
+            0x97 => ChangeSummaryOk,
             0xff => Error,
             _ => return None,
         })
     }
 
+    /// Largest payload of this opcode: a shard, except a replicated whole
+    /// object (streamed, never held in memory whole).
+    pub fn payload_max(self) -> u64 {
+        match self {
+            Opcode::CrrApply => crate::limits::OBJECT_BYTES_MAX,
+            _ => SHARD_BYTES_MAX,
+        }
+    }
+
     /// Only these opcodes may carry a payload.
     pub fn allows_payload(self) -> bool {
-        matches!(self, Opcode::PutShard | Opcode::GetShardOk | Opcode::SetMap | Opcode::MapOk)
+        matches!(self, Opcode::PutShard | Opcode::GetShardOk | Opcode::SetMap | Opcode::MapOk | Opcode::CrrApply)
     }
 }
 
@@ -176,10 +211,12 @@ pub enum HeaderError {
         body_len: u32,
     },
     /// Payload longer than the limit.
-    #[error("frame payload of {payload_len} bytes exceeds the limit of {SHARD_BYTES_MAX}")]
+    #[error("frame payload of {payload_len} bytes exceeds the limit of {max} for its opcode")]
     PayloadTooLong {
         /// Length claimed.
         payload_len: u64,
+        /// The opcode's limit.
+        max: u64,
     },
     /// A payload on a message that takes none.
     #[error("opcode {opcode:?} carries no payload, but the frame claims {payload_len} bytes")]
@@ -238,8 +275,8 @@ impl FrameHeader {
             return Err(HeaderError::BodyTooLong { body_len: h.body_len.get() });
         }
         let payload_len = h.payload_len.get();
-        if payload_len > SHARD_BYTES_MAX {
-            return Err(HeaderError::PayloadTooLong { payload_len });
+        if payload_len > opcode.payload_max() {
+            return Err(HeaderError::PayloadTooLong { payload_len, max: opcode.payload_max() });
         }
         if payload_len > 0 && !opcode.allows_payload() {
             return Err(HeaderError::UnexpectedPayload { opcode, payload_len });

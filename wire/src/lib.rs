@@ -8,6 +8,7 @@
 //! `payload_len` raw payload bytes (shard data, never re-encoded).
 
 mod codec;
+pub mod crr;
 mod frame;
 mod ids;
 pub mod limits;
@@ -28,7 +29,7 @@ pub use frame::{FrameHeader, HeaderError, Opcode, FRAME_HEADER_LEN, MAGIC, PROTO
 pub use ids::{CoreIndex, ShardIndex, StripeIndex, TargetId};
 pub use map::{ClassProfiles, ClusterMap, EcProfile, MapError, MapNode, MapTarget, MapZone, TargetLoc};
 pub use message::{
-    BucketInfo, ByteRange, CommitOk, CommitVersion, CoreStatus, CreateBucket, DeleteObject, DeleteOk, ErrorBody,
+    Acl, BucketInfo, ByteRange, CommitOk, CommitVersion, CoreStatus, CreateBucket, DeleteObject, DeleteOk, ErrorBody,
     ErrorCode, GetBucket, GetMap, GetShard, GetShardOk, Head, HeadOk, List, ListEntry, ListOk, ListVersions,
     ListVersionsOk, MapOk, NodeStatus, NodeStatusOk, ObjectMeta, PutShard, PutShardOk, Request, Response, SetMap,
     StorageClass, TargetStatus,

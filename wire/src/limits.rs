@@ -9,6 +9,9 @@ pub const BODY_BYTES_MAX: u32 = 65_536;
 /// this many bytes per shard; the client's stripe size must not exceed it.
 pub const SHARD_BYTES_MAX: u64 = 4 * 1_048_576;
 
+/// Largest object: what a cross-region apply may stream (5 TiB, as S3).
+pub const OBJECT_BYTES_MAX: u64 = 5 * 1_024 * 1_024 * 1_048_576;
+
 /// Longest object key, as S3 allows.
 pub const KEY_BYTES_MAX: usize = 1_024;
 

@@ -113,6 +113,9 @@ pub struct ClusterMap {
     pub classes: ClassProfiles,
     /// Zones, nodes and targets.
     pub zones: Vec<MapZone>,
+    /// Cross-region replication rules (`tessera crr add`).
+    #[serde(default)]
+    pub crr: Vec<crate::crr::CrrRule>,
 }
 
 /// Why a map was refused.
@@ -247,6 +250,13 @@ impl ClusterMap {
         }
         if self.placement_groups == 0 || self.placement_groups > MAP_PGS_MAX {
             return Err(self.invalid(format!("placement_groups {} must be 1..={MAP_PGS_MAX}", self.placement_groups)));
+        }
+        let mut rule_ids = BTreeSet::new();
+        for rule in &self.crr {
+            rule.validate(&self.region).map_err(|e| self.invalid(e))?;
+            if !rule_ids.insert(rule.id.as_str()) {
+                return Err(self.invalid(format!("crr rule id {:?} is used twice", rule.id)));
+            }
         }
         let shard_max = crate::limits::SHARD_BYTES_MAX;
         if self.shard_bytes < 4_096 || u64::from(self.shard_bytes) > shard_max || !self.shard_bytes.is_multiple_of(64) {
@@ -411,6 +421,7 @@ impl ClusterMap {
             inline_bytes_max: 65_536,
             classes: ClassProfiles::default(),
             zones,
+            crr: Vec::new(),
         }
     }
 }

@@ -17,6 +17,18 @@ pub enum StorageClass {
     InfrequentAccess,
 }
 
+/// Who may read and write an object besides its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Acl {
+    /// The owner only.
+    #[default]
+    Private,
+    /// Anyone may read.
+    PublicRead,
+    /// Anyone may read and write.
+    PublicReadWrite,
+}
+
 /// The metadata record of one object version. Stored next to its shards on
 /// every target that holds a shard of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +62,10 @@ pub struct ObjectMeta {
     pub storage_class: StorageClass,
     /// This version is a delete marker (versioned buckets).
     pub delete_marker: bool,
+    /// Access control.
+    pub acl: Acl,
+    /// Set on replicas: the region the version was first written in.
+    pub origin: Option<String>,
 }
 
 /// Store one shard of one stripe. When `meta` is present this is the last
@@ -191,6 +207,9 @@ pub struct DeleteObject {
     pub key: String,
     /// Which version to remove.
     pub version: VersionId,
+    /// Set when cross-region replication applies the purge: the region it
+    /// was first made in (so it is not replicated back there).
+    pub origin: Option<String>,
 }
 
 /// What a purge did.
@@ -429,6 +448,13 @@ pub enum Request {
     PgList(crate::repair::PgList),
     RepairStatus(crate::repair::RepairStatus),
     SetRepairRate(crate::repair::SetRepairRate),
+    ChangeLog(crate::crr::ChangeLog),
+    CrrCursor(crate::crr::CrrCursor),
+    CrrForget(crate::crr::CrrForget),
+    CrrStatus(crate::crr::CrrStatus),
+    CrrHave(crate::crr::CrrHave),
+    CrrApply(crate::crr::CrrApply),
+    ChangeSummary(crate::crr::ChangeSummary),
 }
 
 /// Every response.
@@ -449,5 +475,11 @@ pub enum Response {
     PgDigestOk(crate::repair::PgDigestOk),
     PgListOk(crate::repair::PgListOk),
     RepairStatusOk(crate::repair::RepairStatusOk),
+    ChangeLogOk(crate::crr::ChangeLogOk),
+    CrrOk(crate::crr::CrrOk),
+    CrrStatusOk(crate::crr::CrrStatusOk),
+    CrrHaveOk(crate::crr::CrrHaveOk),
+    CrrApplyOk(crate::crr::CrrApplyOk),
+    ChangeSummaryOk(crate::crr::ChangeSummaryOk),
     Error(ErrorBody),
 }

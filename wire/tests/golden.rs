@@ -20,6 +20,20 @@ fn meta() -> ObjectMeta {
         user_meta: vec![("camera".into(), "x100".into())],
         storage_class: StorageClass::Standard,
         delete_marker: false,
+        acl: Acl::PublicRead,
+        origin: Some("eu-1".into()),
+    }
+}
+
+fn change() -> crr::Change {
+    crr::Change {
+        bucket: "photos".into(),
+        key: "a".into(),
+        version: VersionId(11),
+        kind: crr::ChangeKind::Put { delete_marker: false },
+        size_bytes: 1_500_000,
+        at_ms: 1_795_000_000_123,
+        origin: None,
     }
 }
 
@@ -81,6 +95,7 @@ fn requests() -> Vec<(&'static str, Request, u64)> {
                 bucket: "photos".into(),
                 key: "k".into(),
                 version: VersionId(99),
+                origin: None,
             }),
             0,
         ),
@@ -135,6 +150,47 @@ fn requests() -> Vec<(&'static str, Request, u64)> {
         ),
         ("repair_status", Request::RepairStatus(repair::RepairStatus {}), 0),
         ("set_repair_rate", Request::SetRepairRate(repair::SetRepairRate { mib_s: 200 }), 0),
+        ("change_log", Request::ChangeLog(crr::ChangeLog { target: TargetId(2), pg: 7, after_lsn: 40, limit: 64 }), 0),
+        (
+            "crr_cursor",
+            Request::CrrCursor(crr::CrrCursor {
+                target: TargetId(2),
+                pg: 7,
+                rule: "dr".into(),
+                cursor: crr::RuleCursor {
+                    shipped_lsn: 41,
+                    backfill_after: Some(("a".into(), VersionId(3))),
+                    backfill_done: false,
+                },
+            }),
+            0,
+        ),
+        (
+            "crr_forget",
+            Request::CrrForget(crr::CrrForget { target: TargetId(2), pg: 7, changes: vec![change().id()] }),
+            0,
+        ),
+        ("crr_status", Request::CrrStatus(crr::CrrStatus {}), 0),
+        ("change_summary", Request::ChangeSummary(crr::ChangeSummary { target: TargetId(4) }), 0),
+        (
+            "crr_have",
+            Request::CrrHave(crr::CrrHave {
+                rule: "dr".into(),
+                dest_bucket: "photos-copy".into(),
+                items: vec![("a".into(), VersionId(11), false)],
+            }),
+            0,
+        ),
+        (
+            "crr_apply",
+            Request::CrrApply(crr::CrrApply {
+                rule: "dr".into(),
+                origin: "eu-1".into(),
+                dest_bucket: "photos-copy".into(),
+                op: crr::CrrOp::Put(meta()),
+            }),
+            1_500_000,
+        ),
     ]
 }
 
@@ -233,6 +289,40 @@ fn responses() -> Vec<(&'static str, Response, u64)> {
             }),
             0,
         ),
+        (
+            "change_log_ok",
+            Response::ChangeLogOk(crr::ChangeLogOk {
+                entries: vec![(41, change())],
+                truncated: false,
+                cursors: vec![("dr".into(), crr::RuleCursor::default())],
+            }),
+            0,
+        ),
+        ("crr_ok", Response::CrrOk(crr::CrrOk { count: 1 }), 0),
+        (
+            "change_summary_ok",
+            Response::ChangeSummaryOk(crr::ChangeSummaryOk {
+                groups: vec![crr::PgBacklog { pg: 7, entries: 3, bytes: 4096, oldest_ms: 1_795_000_000_000 }],
+                truncated: false,
+            }),
+            0,
+        ),
+        (
+            "crr_status_ok",
+            Response::CrrStatusOk(crr::CrrStatusOk {
+                node: "z1-n1".into(),
+                rules: vec![crr::RuleProgress {
+                    rule: "dr".into(),
+                    pgs_shipped: vec![1, 2],
+                    pending_objects: 3,
+                    lag_ms: [40, 120, 300],
+                    ..Default::default()
+                }],
+            }),
+            0,
+        ),
+        ("crr_have_ok", Response::CrrHaveOk(crr::CrrHaveOk { done: vec![true, false] }), 0),
+        ("crr_apply_ok", Response::CrrApplyOk(crr::CrrApplyOk { applied: true }), 0),
         ("error", Response::Error(ErrorBody { code: ErrorCode::TargetFull, detail: "target t0 is full".into() }), 0),
     ]
 }

@@ -132,6 +132,8 @@ fn an_oversized_body_is_refused_at_encode_time() {
         user_meta: vec![],
         storage_class: StorageClass::Standard,
         delete_marker: false,
+        acl: Acl::Private,
+        origin: None,
     };
     assert!(matches!(
         encode_frame(1, &Response::HeadOk(HeadOk { meta: Some(meta), committed: true, purged: vec![] }), 0, 1),

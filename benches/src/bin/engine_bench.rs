@@ -57,6 +57,8 @@ fn meta(key: &str, version: VersionId, len: usize) -> ObjectMeta {
         user_meta: vec![],
         storage_class: StorageClass::Standard,
         delete_marker: false,
+        acl: tessera_wire::Acl::Private,
+        origin: None,
     }
 }
 
@@ -137,6 +139,7 @@ fn main() -> anyhow::Result<()> {
             reserve_segments: 2,
             checkpoint_interval: Duration::from_secs(5),
             compaction_live_fraction_max: 0.5,
+            placement_groups: 256,
         };
         let e = Engine::open(cfg, io, BufPool::default()).await?;
         e.create_bucket(BucketInfo {

@@ -7,6 +7,7 @@
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use tessera_wire::{BucketInfo, ListEntry, ListOk, ObjectMeta, VersionId};
 
+use super::changelog;
 use super::layout::{Loc, RecordBody};
 use super::space::Space;
 use super::EngineError;
@@ -107,6 +108,7 @@ pub(crate) enum Applied {
 pub(crate) fn apply(
     txn: &WriteTransaction,
     space: &mut Space,
+    pgs: u32,
     lsn: u64,
     loc: Loc,
     body: &RecordBody,
@@ -185,6 +187,7 @@ pub(crate) fn apply(
                 return Err(EngineError::NotPrepared { key: key.clone(), version: *version });
             };
             txn.open_table(OBJECTS)?.insert(okey.as_slice(), meta.as_slice())?;
+            changelog::log_put(txn, pgs, lsn, bucket, &decode::<ObjectMeta>("object meta", &meta)?)?;
             if !binfo.versioned {
                 // Unversioned: the newest version id wins; every other goes.
                 let versions = versions_of(txn, bucket, key)?;
@@ -196,12 +199,15 @@ pub(crate) fn apply(
             }
             Ok(Applied::Commit)
         }
-        RecordBody::Delete { bucket, key, version: Some(v), .. } => {
+        RecordBody::Delete { bucket, key, version: Some(v), origin, .. } => {
             let removed = remove_version(txn, space, bucket, key, *v)?;
-            txn.open_table(PURGED)?.insert(obj_key(bucket, key, *v).as_slice(), lsn)?;
+            let fresh = txn.open_table(PURGED)?.insert(obj_key(bucket, key, *v).as_slice(), lsn)?.is_none();
+            if fresh {
+                changelog::log_purge(txn, pgs, lsn, bucket, key, *v, origin.as_deref())?;
+            }
             Ok(Applied::Purged { removed })
         }
-        RecordBody::Delete { bucket, key, version, marker } => {
+        RecordBody::Delete { bucket, key, version, marker, .. } => {
             let mut removed = Vec::new();
             match version {
                 Some(v) if remove_version(txn, space, bucket, key, *v)? => removed.push(*v),
@@ -218,6 +224,7 @@ pub(crate) fn apply(
             if let Some(m) = marker {
                 let mut objects = txn.open_table(OBJECTS)?;
                 objects.insert(obj_key(bucket, key, m.version).as_slice(), encode(m)?.as_slice())?;
+                changelog::log_put(txn, pgs, lsn, bucket, m)?;
                 marker_version = Some(m.version);
             }
             Ok(Applied::Delete { removed, marker: marker_version })
@@ -249,6 +256,10 @@ pub(crate) fn apply(
             if txn.open_table(SHARDS)?.get(skey.as_slice())?.is_some() {
                 txn.open_table(CORRUPT)?.insert(skey.as_slice(), lsn)?;
             }
+            Ok(Applied::Marked)
+        }
+        RecordBody::CrrCursor { pg, rule, cursor } => {
+            changelog::set_cursor(txn, *pg, rule, cursor)?;
             Ok(Applied::Marked)
         }
         RecordBody::Bucket { info } => {

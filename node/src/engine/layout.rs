@@ -15,7 +15,7 @@ use tessera_wire::{BucketInfo, ObjectMeta, ShardIndex, StripeIndex, VersionId};
 use crate::io::ALIGN_BYTES;
 
 /// Version of these formats; a target with another version is refused.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 const SUPER_MAGIC: [u8; 8] = *b"TSRATGT1";
 const SEGMENT_MAGIC: [u8; 8] = *b"TSRASEG1";
 const RECORD_MAGIC: [u8; 4] = *b"TREC";
@@ -65,7 +65,14 @@ pub(crate) enum RecordBody {
     },
     /// Purge a version (`Some`, leaving a tombstone); `None` removes every
     /// version, or adds `marker`.
-    Delete { bucket: String, key: String, version: Option<VersionId>, marker: Option<ObjectMeta> },
+    Delete {
+        bucket: String,
+        key: String,
+        version: Option<VersionId>,
+        marker: Option<ObjectMeta>,
+        /// Region a replicated purge was first made in.
+        origin: Option<String>,
+    },
     /// Create a bucket.
     Bucket { info: BucketInfo },
     /// Make a prepared version visible.
@@ -76,6 +83,8 @@ pub(crate) enum RecordBody {
     /// A shard failed its checksum: the version counts as corrupt here
     /// (missing, for anti-entropy) until every such shard is repaired.
     Corrupt { bucket: String, key: String, version: VersionId, stripe: StripeIndex, shard: ShardIndex },
+    /// A replication rule's progress in a placement group.
+    CrrCursor { pg: u32, rule: String, cursor: tessera_wire::crr::RuleCursor },
 }
 
 /// The fixed part of a record header, decoded.
@@ -266,7 +275,13 @@ mod tests {
     use super::*;
 
     fn body() -> RecordBody {
-        RecordBody::Delete { bucket: "b".into(), key: "k".into(), version: Some(VersionId(3)), marker: None }
+        RecordBody::Delete {
+            bucket: "b".into(),
+            key: "k".into(),
+            version: Some(VersionId(3)),
+            marker: None,
+            origin: None,
+        }
     }
 
     #[test]

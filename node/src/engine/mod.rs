@@ -12,6 +12,7 @@
 //! `RefCell`, never across an `.await`.
 
 mod antientropy;
+mod changelog;
 mod commit;
 mod index;
 mod layout;
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use tessera_wire::crr::{ChangeId, ChangeLogOk, RuleCursor};
 use tessera_wire::{BucketInfo, ByteRange, ListOk, ObjectMeta, ShardIndex, StripeIndex, TargetId, VersionId};
 use tokio::sync::{oneshot, Notify};
 
@@ -55,6 +57,9 @@ pub struct EngineConfig {
     pub checkpoint_interval: Duration,
     /// Compact a sealed segment when its live bytes fall below this fraction.
     pub compaction_live_fraction_max: f64,
+    /// Placement groups of the region (fixed for its life): the change
+    /// log is kept per group.
+    pub placement_groups: u32,
 }
 
 /// Errors of the engine, each naming what was wrong.
@@ -397,14 +402,56 @@ impl Engine {
 
     /// Purge one version: remove it (committed, prepared or pending) and
     /// keep a tombstone so it is never written or served here again.
-    pub async fn purge(&self, bucket: &str, key: &str, version: VersionId) -> Result<bool, EngineError> {
+    /// `origin` marks a purge replicated from another region.
+    pub async fn purge(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: VersionId,
+        origin: Option<&str>,
+    ) -> Result<bool, EngineError> {
         Reader::new(&self.inner.db)?.require_bucket(bucket)?;
-        let body =
-            RecordBody::Delete { bucket: bucket.to_owned(), key: key.to_owned(), version: Some(version), marker: None };
+        let body = RecordBody::Delete {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version: Some(version),
+            marker: None,
+            origin: origin.map(str::to_owned),
+        };
         match self.write_metadata_record(body).await? {
             Applied::Purged { removed } => Ok(removed),
             other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
         }
+    }
+
+    /// A page of one group's change log, with the group's rule cursors.
+    pub fn change_log(&self, pg: u32, after_lsn: u64, limit: usize) -> Result<ChangeLogOk, EngineError> {
+        let reader = Reader::new(&self.inner.db)?;
+        let (entries, truncated) = changelog::page(&reader.txn, pg, after_lsn, limit)?;
+        Ok(ChangeLogOk { entries, truncated, cursors: changelog::cursors(&reader.txn, pg)? })
+    }
+
+    /// Groups whose change log holds entries: (pg, entries, bytes, oldest
+    /// change time in ms).
+    pub fn change_summary(&self) -> Result<Vec<(u32, u64, u64, u64)>, EngineError> {
+        changelog::summary(&Reader::new(&self.inner.db)?.txn)
+    }
+
+    /// Record a rule's progress in a group durably.
+    pub async fn set_crr_cursor(&self, pg: u32, rule: &str, cursor: RuleCursor) -> Result<(), EngineError> {
+        let body = RecordBody::CrrCursor { pg, rule: rule.to_owned(), cursor };
+        self.write_metadata_record(body).await.map(|_| ())
+    }
+
+    /// Drop change-log entries every rule is done with. Not a log record:
+    /// an entry a crash brings back is shipped again, and applying it again
+    /// at the destination is a no-op.
+    pub fn forget_changes(&self, pg: u32, ids: &[ChangeId]) -> Result<u32, EngineError> {
+        let mut txn = self.inner.db.begin_write()?;
+        txn.set_durability(redb::Durability::None);
+        let n = changelog::forget(&txn, pg, ids)?;
+        txn.commit()?;
+        Ok(n)
     }
 
     /// Versions prepared here before `cutoff_ms` (node clock).
@@ -449,8 +496,10 @@ impl Engine {
             user_meta: Vec::new(),
             storage_class: info.storage_class,
             delete_marker: true,
+            acl: tessera_wire::Acl::Private,
+            origin: None,
         });
-        let body = RecordBody::Delete { bucket: bucket.to_owned(), key: key.to_owned(), version, marker };
+        let body = RecordBody::Delete { bucket: bucket.to_owned(), key: key.to_owned(), version, marker, origin: None };
         match self.write_metadata_record(body).await? {
             Applied::Delete { removed, marker } => Ok((removed, marker)),
             Applied::Purged { removed } => Ok((if removed { version.into_iter().collect() } else { Vec::new() }, None)),
@@ -679,7 +728,9 @@ async fn commit_batch(inner: &Rc<Inner>, batch: Vec<(u64, Completed)>) {
                         Err(EngineError::Failed { target: inner.target(), reason: reason.clone() })
                     }
                     (Ok(()), None) => match &c.apply {
-                        Some((loc, body)) => index::apply(&txn, &mut space, lsn, *loc, body),
+                        Some((loc, body)) => {
+                            index::apply(&txn, &mut space, inner.cfg.placement_groups, lsn, *loc, body)
+                        }
                         None => Ok(Applied::Relocated { moved: false }),
                     },
                 };

@@ -219,7 +219,7 @@ pub(super) async fn open(cfg: EngineConfig, io: Io, pool: BufPool) -> Result<Eng
         let mut txn = db.begin_write()?;
         txn.set_durability(redb::Durability::None);
         for (lsn, loc, body) in &records {
-            match index::apply(&txn, &mut space, *lsn, *loc, body) {
+            match index::apply(&txn, &mut space, cfg.placement_groups, *lsn, *loc, body) {
                 Ok(_) => {}
                 // The writer got the same error when it happened.
                 Err(e) => tracing::debug!(lsn, error = %e, "replayed record was refused again"),

@@ -1,0 +1,439 @@
+//! Cross-region replication: the rules (part of the cluster map), the
+//! change-log entries targets keep, the messages a node's streamer uses
+//! inside its region, and the messages one region sends another.
+//!
+//! Every target appends a [`Change`] for each committed version and each
+//! new purge tombstone, in the same index transaction as the change itself
+//! (keyed by the record's LSN, so crash replay rebuilds the same log). One
+//! member of each placement group ships its log; see `node/src/crr`.
+//!
+//! Which rules a change goes to is decided here, by [`CrrRule::wants`], so
+//! the streamer and its tests share one definition.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ObjectMeta, StorageClass, TargetId, VersionId};
+
+/// Most entries in one [`ChangeLogOk`] or [`CrrForget`].
+pub const CHANGES_PER_PAGE_MAX: usize = 256;
+
+/// Most items in one [`CrrHave`].
+pub const HAVE_ITEMS_MAX: usize = 256;
+
+/// Longest rule id or region name.
+pub const CRR_NAME_BYTES_MAX: usize = 64;
+
+/// Which mutations a rule replicates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrrOps {
+    /// Creates, overwrites, delete markers and deletes of versions.
+    #[default]
+    All,
+    /// Creates and overwrites only: deletes stay in the source region (the
+    /// safe choice for disaster recovery: a mistaken or malicious delete
+    /// does not reach the copy).
+    CreatesOnly,
+}
+
+/// One replication rule of a bucket, stored in the cluster map (so every
+/// node and client of the region has the same rules, versioned by epoch).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrrRule {
+    /// Unique id within the region's map.
+    pub id: String,
+    /// Source bucket in this region.
+    pub bucket: String,
+    /// Only keys starting with this.
+    #[serde(default)]
+    pub prefix: String,
+    /// Destination region (a peer in the nodes' `[crr]` config).
+    pub dest_region: String,
+    /// Destination bucket in that region (must exist there).
+    pub dest_bucket: String,
+    /// Which mutations go.
+    #[serde(default)]
+    pub ops: CrrOps,
+    /// Copy the objects the bucket held before the rule existed.
+    #[serde(default)]
+    pub backfill: bool,
+    /// Storage class of the replicas; none keeps the source's class.
+    #[serde(default)]
+    pub dest_class: Option<StorageClass>,
+    /// Bandwidth limit of the rule per shipping node, MiB/s (0: no limit).
+    #[serde(default)]
+    pub bandwidth_mib_s: u32,
+}
+
+impl CrrRule {
+    /// Whether this rule ships `change` (of `bucket`): the bucket and prefix
+    /// match, the operation is one the rule replicates, and the change did
+    /// not come from the rule's destination (no echo in two-way setups).
+    pub fn wants(&self, bucket: &str, change: &Change) -> bool {
+        if bucket != self.bucket || !change.key.starts_with(&self.prefix) {
+            return false;
+        }
+        if change.origin.as_deref() == Some(self.dest_region.as_str()) {
+            return false;
+        }
+        match (self.ops, change.kind) {
+            (CrrOps::All, _) => true,
+            (CrrOps::CreatesOnly, ChangeKind::Put { delete_marker }) => !delete_marker,
+            (CrrOps::CreatesOnly, ChangeKind::Purge) => false,
+        }
+    }
+
+    /// Check names and lengths; `region` is the map's own region.
+    pub fn validate(&self, region: &str) -> Result<(), String> {
+        for (what, v) in [("id", &self.id), ("dest_region", &self.dest_region)] {
+            if v.is_empty() || v.len() > CRR_NAME_BYTES_MAX {
+                return Err(format!("crr rule {:?}: {what} must be 1..={CRR_NAME_BYTES_MAX} bytes", self.id));
+            }
+        }
+        crate::validate_bucket_name(&self.bucket).map_err(|e| format!("crr rule {:?}: bucket: {e}", self.id))?;
+        crate::validate_bucket_name(&self.dest_bucket)
+            .map_err(|e| format!("crr rule {:?}: dest_bucket: {e}", self.id))?;
+        if self.prefix.len() > crate::limits::KEY_BYTES_MAX {
+            return Err(format!("crr rule {:?}: prefix longer than a key may be", self.id));
+        }
+        if self.dest_region == region {
+            return Err(format!("crr rule {:?}: destination region {region} is this region", self.id));
+        }
+        Ok(())
+    }
+}
+
+/// What happened to a version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChangeKind {
+    /// A version was committed (an object, or a delete marker).
+    Put {
+        /// The version is a delete marker.
+        delete_marker: bool,
+    },
+    /// A version was deleted for good (a new tombstone).
+    Purge,
+}
+
+/// One entry of a target's change log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Version.
+    pub version: VersionId,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// Object bytes (0 for markers and purges), for backlog figures.
+    pub size_bytes: u64,
+    /// When the target applied it (node clock, Unix ms).
+    pub at_ms: u64,
+    /// The region the mutation was first made in, when it arrived here as
+    /// a replica.
+    pub origin: Option<String>,
+}
+
+impl Change {
+    /// When the mutation was made: a version's own time for puts (so lag
+    /// counts from the client's write, not from a late repair), the log
+    /// time for purges.
+    pub fn made_ms(&self) -> u64 {
+        match self.kind {
+            ChangeKind::Put { .. } => self.version.millis().min(self.at_ms),
+            ChangeKind::Purge => self.at_ms,
+        }
+    }
+
+    /// The identity followers forget it by.
+    pub fn id(&self) -> ChangeId {
+        ChangeId {
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            version: self.version,
+            purge: self.kind == ChangeKind::Purge,
+        }
+    }
+}
+
+/// A change without its details: the same change has this identity on
+/// every member of the group, whatever its LSN there.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ChangeId {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Version.
+    pub version: VersionId,
+    /// A purge (else a put).
+    pub purge: bool,
+}
+
+/// A rule's durable progress on one target for one group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleCursor {
+    /// Every change at or below this LSN is shipped (or not wanted).
+    pub shipped_lsn: u64,
+    /// Back-fill position: the last (key, version) of the rule's bucket in
+    /// this group that was shipped.
+    pub backfill_after: Option<(String, VersionId)>,
+    /// Back-fill of this group is complete (or the rule has none).
+    pub backfill_done: bool,
+}
+
+/// Read a page of a target's change log for one group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeLog {
+    /// Target.
+    pub target: TargetId,
+    /// Placement group.
+    pub pg: u32,
+    /// Only entries after this LSN.
+    pub after_lsn: u64,
+    /// Most entries (1..=[`CHANGES_PER_PAGE_MAX`]).
+    pub limit: u32,
+}
+
+/// Answer to [`ChangeLog`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeLogOk {
+    /// (LSN, change), ascending.
+    pub entries: Vec<(u64, Change)>,
+    /// More entries follow the last one.
+    pub truncated: bool,
+    /// The group's rule cursors on this target.
+    pub cursors: Vec<(String, RuleCursor)>,
+}
+
+/// Which groups of a target have change-log entries?
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSummary {
+    /// Target.
+    pub target: TargetId,
+}
+
+/// One group's backlog on a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgBacklog {
+    /// Placement group.
+    pub pg: u32,
+    /// Entries in its log.
+    pub entries: u64,
+    /// Their object bytes.
+    pub bytes: u64,
+    /// When the oldest of them was made (Unix ms).
+    pub oldest_ms: u64,
+}
+
+/// Answer to [`ChangeSummary`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSummaryOk {
+    /// Groups with entries, ascending (at most [`SUMMARY_GROUPS_MAX`]).
+    pub groups: Vec<PgBacklog>,
+    /// More groups have entries than were returned.
+    pub truncated: bool,
+}
+
+/// Most groups in one [`ChangeSummaryOk`].
+pub const SUMMARY_GROUPS_MAX: usize = 2_048;
+
+/// Record a rule's progress durably (a log record, replayed after a crash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrrCursor {
+    /// Target.
+    pub target: TargetId,
+    /// Placement group.
+    pub pg: u32,
+    /// Rule id.
+    pub rule: String,
+    /// The new cursor.
+    pub cursor: RuleCursor,
+}
+
+/// Drop change-log entries every rule is done with, by identity (the
+/// shipper's LSNs mean nothing on other members).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrrForget {
+    /// Target.
+    pub target: TargetId,
+    /// Placement group.
+    pub pg: u32,
+    /// Changes to drop (at most [`CHANGES_PER_PAGE_MAX`]).
+    pub changes: Vec<ChangeId>,
+}
+
+/// Answer to [`CrrCursor`], [`CrrForget`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrrOk {
+    /// Entries removed (forget) or 1 (cursor).
+    pub count: u32,
+}
+
+/// Ask a node for its streamer's figures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrrStatus {}
+
+/// One rule's figures on one node (for the groups it ships).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleProgress {
+    /// Rule id.
+    pub rule: String,
+    /// Placement groups this node ships for the rule.
+    pub pgs_shipped: Vec<u32>,
+    /// Of those, groups whose back-fill is complete.
+    pub pgs_backfilled: Vec<u32>,
+    /// Changes waiting to be shipped.
+    pub pending_objects: u64,
+    /// Their object bytes.
+    pub pending_bytes: u64,
+    /// Every change made before this time (Unix ms) has been replicated,
+    /// in the groups this node ships.
+    pub replicated_up_to_ms: u64,
+    /// Versions and purges applied at the destination since start.
+    pub shipped_objects: u64,
+    /// Object bytes sent since start.
+    pub shipped_bytes: u64,
+    /// Changes the destination already had (re-ships after a takeover).
+    pub skipped_objects: u64,
+    /// Last error talking to the destination, if the last attempt failed.
+    pub last_error: Option<String>,
+    /// Lag quantiles (ms) over recent applies: p50, p99, max.
+    pub lag_ms: [u64; 3],
+}
+
+/// Answer to [`CrrStatus`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrrStatusOk {
+    /// Node name.
+    pub node: String,
+    /// Per rule.
+    pub rules: Vec<RuleProgress>,
+}
+
+/// Which of these versions does the destination already hold (or has
+/// purged)? Sent before the bytes, so a re-ship after a takeover and a
+/// back-fill of already-replicated objects cost one round trip per page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrrHave {
+    /// Rule id (for the destination's logs).
+    pub rule: String,
+    /// Destination bucket.
+    pub dest_bucket: String,
+    /// (key, version, is a purge).
+    pub items: Vec<(String, VersionId, bool)>,
+}
+
+/// Answer to [`CrrHave`]: for each item, nothing more is needed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrrHaveOk {
+    /// In the order asked.
+    pub done: Vec<bool>,
+}
+
+/// What one apply does at the destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CrrOp {
+    /// Write this version (the object's bytes follow as payload; none for
+    /// a delete marker), preserving its id and metadata.
+    Put(ObjectMeta),
+    /// Delete this version for good.
+    Purge {
+        /// Key.
+        key: String,
+        /// Version.
+        version: VersionId,
+    },
+}
+
+/// Apply one change at the destination, through its normal quorum write.
+/// Idempotent: a version the destination holds or purged is a no-op.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrrApply {
+    /// Rule id.
+    pub rule: String,
+    /// Region the change was first made in (checked against the sender's
+    /// certificate unless the change is itself a replica being forwarded).
+    pub origin: String,
+    /// Destination bucket.
+    pub dest_bucket: String,
+    /// The change.
+    pub op: CrrOp,
+}
+
+/// Answer to [`CrrApply`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrrApplyOk {
+    /// The destination changed (false: it already had it).
+    pub applied: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(ops: CrrOps) -> CrrRule {
+        CrrRule {
+            id: "r".into(),
+            bucket: "src".into(),
+            prefix: "logs/".into(),
+            dest_region: "r2".into(),
+            dest_bucket: "dst".into(),
+            ops,
+            backfill: false,
+            dest_class: None,
+            bandwidth_mib_s: 0,
+        }
+    }
+
+    fn change(key: &str, kind: ChangeKind, origin: Option<&str>) -> Change {
+        Change {
+            bucket: "src".into(),
+            key: key.into(),
+            version: VersionId(1),
+            kind,
+            size_bytes: 0,
+            at_ms: 5,
+            origin: origin.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn rules_filter_bucket_prefix_ops_and_echo() {
+        let put = ChangeKind::Put { delete_marker: false };
+        let marker = ChangeKind::Put { delete_marker: true };
+        let all = rule(CrrOps::All);
+        let creates = rule(CrrOps::CreatesOnly);
+        assert!(all.wants("src", &change("logs/a", put, None)));
+        assert!(!all.wants("other", &change("logs/a", put, None)), "other bucket");
+        assert!(!all.wants("src", &change("img/a", put, None)), "prefix");
+        assert!(all.wants("src", &change("logs/a", marker, None)));
+        assert!(all.wants("src", &change("logs/a", ChangeKind::Purge, None)));
+        assert!(creates.wants("src", &change("logs/a", put, None)));
+        assert!(!creates.wants("src", &change("logs/a", marker, None)), "creates-only skips markers");
+        assert!(!creates.wants("src", &change("logs/a", ChangeKind::Purge, None)), "and purges");
+        assert!(!all.wants("src", &change("logs/a", put, Some("r2"))), "no echo to the origin");
+        assert!(all.wants("src", &change("logs/a", put, Some("r3"))), "forwarded to a third region");
+    }
+
+    #[test]
+    fn rule_validation_names_the_problem() {
+        let mut r = rule(CrrOps::All);
+        assert!(r.validate("r1").is_ok());
+        assert!(r.validate("r2").unwrap_err().contains("is this region"));
+        r.dest_bucket = "X".into();
+        assert!(r.validate("r1").unwrap_err().contains("dest_bucket"));
+    }
+
+    #[test]
+    fn made_time_of_a_put_is_its_version_time() {
+        let mut c = change("k", ChangeKind::Put { delete_marker: false }, None);
+        c.version = VersionId(3u128 << 64);
+        c.at_ms = 10;
+        assert_eq!(c.made_ms(), 3);
+        c.kind = ChangeKind::Purge;
+        assert_eq!(c.made_ms(), 10);
+    }
+}
