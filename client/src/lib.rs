@@ -14,10 +14,12 @@
 mod body;
 mod client;
 mod config;
+mod crr;
 mod error;
 mod health;
 mod list;
 mod listing;
+mod peer;
 mod read;
 mod repair;
 mod transport;
@@ -29,8 +31,10 @@ pub use client::{
     BucketOptions, Client, GetOptions, GetResult, ListPage, ListRequest, PutOptions, PutReceipt, VersionsPage,
 };
 pub use config::ClientConfig;
+pub use crr::VersionHeld;
 pub use error::ClientError;
 pub use list::{merge_pages, merge_version_pages};
+pub use peer::{load_certs, load_key, PeerConfig, PeerLink, CRR_ALPN};
 pub use read::{group_view, reconstruct};
 pub use tessera_wire::{BucketInfo, ByteRange, ClusterMap, ListEntry, ObjectMeta, StorageClass, VersionId};
 pub use view::MapView;

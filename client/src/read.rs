@@ -30,7 +30,7 @@ async fn head_one(client: Client, addr: std::net::SocketAddr, req: Request, epoc
 /// Ask every target; return the answers once a quorum answered and either
 /// everyone did or the hedge delay passed.
 #[allow(clippy::too_many_arguments)]
-async fn head_round(
+pub(crate) async fn head_round(
     client: &Client,
     view: &MapView,
     targets: &[TargetId],

@@ -22,7 +22,12 @@ use crate::read::reconstruct;
 use crate::{Client, ClientError};
 
 impl Client {
-    async fn target_call(&self, target: TargetId, req: &Request, payload: &[u8]) -> Result<Response, ClientError> {
+    pub(crate) async fn target_call(
+        &self,
+        target: TargetId,
+        req: &Request,
+        payload: &[u8],
+    ) -> Result<Response, ClientError> {
         let view = self.view();
         let addr = view.addr(target)?;
         Ok(self.inner.transport.call(addr, req, payload, view.map.epoch).await?.response)
@@ -33,6 +38,20 @@ impl Client {
         match self.target_call(target, &Request::PgDigest(PgDigest { target, pgs }), &[]).await? {
             Response::PgDigestOk(ok) => Ok(ok.sums),
             other => Err(unexpected("pg digest", other)),
+        }
+    }
+
+    /// One page of the versions `target` holds in group `pg`, after `after`.
+    pub async fn pg_list_page(
+        &self,
+        target: TargetId,
+        pg: u32,
+        after: Option<tessera_wire::repair::VersionRef>,
+    ) -> Result<tessera_wire::repair::PgListOk, ClientError> {
+        let req = Request::PgList(PgList { target, pg, after, limit: PG_LIST_MAX });
+        match self.target_call(target, &req, &[]).await? {
+            Response::PgListOk(page) => Ok(page),
+            other => Err(unexpected("pg list", other)),
         }
     }
 

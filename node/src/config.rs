@@ -77,6 +77,64 @@ pub struct NodeConfig {
     /// Pause after a complete scrub pass over a core's targets.
     #[serde(default = "default_scrub_pass_interval_ms")]
     pub scrub_pass_interval_ms: u64,
+    /// Cross-region replication: this region's identity, its replication
+    /// endpoint, and its peer regions. Without it, rules in the map are
+    /// not shipped from this node and no region can replicate into it.
+    #[serde(default)]
+    pub crr: Option<CrrConfig>,
+}
+
+/// `[crr]`: cross-region replication settings of a node.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrrConfig {
+    /// This region's certificate chain (PEM), issued by the region's CA:
+    /// presented to peers both when sending and when receiving.
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// UDP address of this node's replication endpoint (peers send their
+    /// changes here). Omit on nodes that take no incoming replication.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// How often the streamer looks for new changes when idle.
+    #[serde(default = "default_crr_poll_ms")]
+    pub poll_ms: u64,
+    /// Changes one node applies to a destination at once (flow control).
+    #[serde(default = "default_crr_in_flight")]
+    pub in_flight: usize,
+    /// Deadline of one request to a peer region.
+    #[serde(default = "default_crr_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Peer regions: the trust store and addresses of each.
+    #[serde(default)]
+    pub peers: Vec<CrrPeer>,
+}
+
+/// `[[crr.peers]]`: one peer region.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrrPeer {
+    /// Its region name (as rules name it in `dest_region`).
+    pub region: String,
+    /// The CA that issued its region certificate: only certificates it
+    /// issued are accepted as this peer, in both directions.
+    pub ca_cert: PathBuf,
+    /// Name in its region certificate.
+    pub server_name: String,
+    /// Its nodes' replication endpoints (needed to send to it).
+    #[serde(default)]
+    pub addrs: Vec<std::net::SocketAddr>,
+}
+
+fn default_crr_poll_ms() -> u64 {
+    100
+}
+fn default_crr_in_flight() -> usize {
+    32
+}
+fn default_crr_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_repair_interval_ms() -> u64 {
@@ -256,6 +314,23 @@ impl NodeConfig {
         if self.request_timeout_ms == 0 {
             return Err(ConfigError::Invalid("request_timeout_ms must be positive".into()));
         }
+        if let Some(crr) = &self.crr {
+            if crr.poll_ms == 0 || crr.in_flight == 0 || crr.timeout_ms == 0 {
+                return Err(ConfigError::Invalid("[crr] poll_ms, in_flight and timeout_ms must be positive".into()));
+            }
+            let mut names = std::collections::BTreeSet::new();
+            for p in &crr.peers {
+                if !names.insert(p.region.as_str()) {
+                    return Err(ConfigError::Invalid(format!("[[crr.peers]] region {} appears twice", p.region)));
+                }
+            }
+            if self.ca_cert.is_none() {
+                return Err(ConfigError::Invalid(
+                    "[crr] needs ca_cert: the streamer reads, and the endpoint writes, through this region's nodes"
+                        .into(),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -294,6 +369,20 @@ capacity_bytes = 1073741824
         assert_eq!(cfg.base_port, 7_400);
         assert_eq!(cfg.targets[0].segment_bytes, 64 * 1_048_576);
         assert_eq!(cfg.targets[0].index_path(), PathBuf::from("/tmp/t0.index.redb"));
+    }
+
+    #[test]
+    fn crr_section_parses_and_duplicate_peers_are_refused() {
+        let peer =
+            "[[crr.peers]]\nregion = \"r2\"\nca_cert = \"r2.pem\"\nserver_name = \"r2\"\naddrs = [\"10.0.0.1:7700\"]\n";
+        let text = format!("{MIN}\nca_cert = \"ca.pem\"\n[crr]\ncert = \"r.pem\"\nkey = \"r.key\"\n{peer}");
+        let cfg: NodeConfig = toml::from_str(&text).expect("parse");
+        cfg.check().expect("valid");
+        let crr = cfg.crr.expect("crr");
+        assert_eq!((crr.poll_ms, crr.peers.len(), crr.peers[0].addrs.len()), (100, 1, 1));
+        let twice: NodeConfig = toml::from_str(&format!("{text}{peer}")).expect("parse");
+        assert!(matches!(twice.check(), Err(ConfigError::Invalid(m)) if m.contains("appears twice")));
+        assert!(toml::from_str::<NodeConfig>(&format!("{text}bogus = 1\n")).is_err(), "unknown key in a peer");
     }
 
     #[test]

@@ -197,6 +197,9 @@ fn core_main(
                 let client_cfg =
                     tessera_client::ClientConfig::new(seed.to_string(), cfg.peer_server_name.clone(), ca.clone());
                 if core == 0 {
+                    if let Err(e) = crate::crr::start(&cfg, client_cfg.clone(), ctx.map.clone(), metrics.clone()) {
+                        return fail(e);
+                    }
                     metrics.repair.update(|r| r.rate_limit_mib_s = cfg.repair_mib_s);
                     tokio::task::spawn_local(crate::repair::run(
                         client_cfg.clone(),

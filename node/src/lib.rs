@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod config;
+mod crr;
 pub mod engine;
 mod executor;
 pub mod io;

@@ -163,6 +163,8 @@ pub struct CrrStats {
     pub status: Shared<tessera_wire::crr::CrrStatusOk>,
     /// Lag histograms by rule id.
     pub lag: Shared<std::collections::BTreeMap<String, LagHistogram>>,
+    /// Changes from peer regions applied through this node.
+    pub applied_here: AtomicU64,
 }
 
 impl CrrStats {
@@ -366,6 +368,10 @@ impl NodeMetrics {
                 let _ = writeln!(s, "{name}{{node=\"{n}\",rule=\"{}\"}} {}", r.rule, get(r));
             }
         }
+        let name = "tessera_crr_applied_total";
+        let _ =
+            writeln!(s, "# HELP {name} Changes from peer regions applied through this node.\n# TYPE {name} counter");
+        let _ = writeln!(s, "{name}{{node=\"{n}\"}} {}", self.crr.applied_here.load(Relaxed));
         let lag = self.crr.lag.snapshot();
         let name = "tessera_crr_lag_seconds";
         let _ =

@@ -58,6 +58,17 @@ pub(crate) struct DevArgs {
     /// Scrub read rate per core, MiB/s (0: off).
     #[arg(long, default_value_t = 4)]
     pub(crate) scrub_mib_s: u32,
+    /// Run this many regions (r1, r2, ...) in DIR/<region>, with
+    /// cross-region replication between them and a rule r1 -> r2.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) regions: usize,
+    /// One-way delay of the link between regions, ms (--regions).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) link_delay_ms: u64,
+    /// Bandwidth of the link between regions, MiB/s each way; 0: unlimited
+    /// (--regions).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) link_mib_s: u64,
     #[command(subcommand)]
     pub(crate) cmd: Option<DevCmd>,
 }
@@ -144,6 +155,19 @@ pub(crate) enum DevCmd {
         /// Node name.
         node: String,
     },
+    /// Cut the link between the regions of a --regions run (DIR is the
+    /// top directory).
+    CutLink {
+        /// The top directory of the --regions run.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Restore the link between the regions of a --regions run.
+    HealLink {
+        /// The top directory of the --regions run.
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Stop every node and remove the region's network namespaces.
     Down {
         /// The region's directory.
@@ -176,7 +200,9 @@ fn node_dir(dir: &Path, node: &str) -> PathBuf {
 
 /// Write map, node configs, certificates and client config for a new
 /// region. Returns the map.
-pub(crate) fn create_region(dir: &Path, a: &DevArgs) -> anyhow::Result<ClusterMap> {
+pub(crate) fn create_region(dir: &Path, a: &DevArgs, region: &str, port_offset: u16) -> anyhow::Result<ClusterMap> {
+    let base_port = a.base_port + port_offset;
+    let metrics_port = a.metrics_port + port_offset;
     if a.zones == 0 || a.zones > 9 || a.nodes == 0 || a.nodes > 200 || a.cores == 0 {
         bail!("--zones must be 1..=9, --nodes 1..=200, --cores >= 1");
     }
@@ -187,13 +213,13 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs) -> anyhow::Result<ClusterMa
         None => node_host(z, n),
     };
     let mut map = ClusterMap::uniform(
-        "dev",
+        region,
         a.zones,
         a.nodes,
         usize::from(a.cores),
         1,
         a.target_mib * 1_048_576,
-        a.base_port,
+        base_port,
         host,
     );
     if let Some(id) = a.netns {
@@ -224,10 +250,10 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs) -> anyhow::Result<ClusterMa
                  repair_interval_ms = {}\nscrub_mib_s = {}\nscrub_pass_interval_ms = {}\n",
                 node.name,
                 host(zi, ni),
-                a.base_port,
+                base_port,
                 a.cores,
                 host(zi, ni),
-                a.metrics_port,
+                metrics_port,
                 dir.join("tls/node.pem").display(),
                 dir.join("tls/node.key").display(),
                 dir.join("tls/ca.pem").display(),
@@ -256,7 +282,7 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs) -> anyhow::Result<ClusterMa
             "# Written by `tessera dev`. Use with `tessera --config {}` or TESSERA_CONFIG.\n\
              endpoint = \"{first}:{}\"\nserver_name = \"localhost\"\nca_cert = \"{}\"\n",
             dir.join("client.toml").display(),
-            a.base_port,
+            base_port,
             dir.join("tls/ca.pem").display()
         ),
     )?;
@@ -380,7 +406,7 @@ pub(crate) fn stop_all(dir: &Path, map: &ClusterMap) {
 }
 
 /// Wait until a client can connect and every target has the bucket.
-async fn wait_ready(client_path: &Path) -> anyhow::Result<tessera_client::Client> {
+pub(crate) async fn wait_ready(client_path: &Path) -> anyhow::Result<tessera_client::Client> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let attempt = async {
@@ -450,6 +476,21 @@ fn control(cmd: &DevCmd) -> anyhow::Result<()> {
             println!("node {node}: resumed");
             Ok(())
         }
+        DevCmd::CutLink { dir } => {
+            std::fs::write(dir.join("link-cut"), b"cut\n")
+                .with_context(|| format!("write {}/link-cut", dir.display()))?;
+            println!("link between the regions in {}: cut", dir.display());
+            Ok(())
+        }
+        DevCmd::HealLink { dir } => {
+            match std::fs::remove_file(dir.join("link-cut")) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("remove {}/link-cut", dir.display())),
+            }
+            println!("link between the regions in {}: healed", dir.display());
+            Ok(())
+        }
         DevCmd::Down { dir } => {
             let map = load_map(dir)?;
             for z in &map.zones {
@@ -474,11 +515,14 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let Some(dir) = args.dir.clone() else { bail!("tessera dev needs --dir DIR") };
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
+    if args.regions > 1 {
+        return crate::dev_regions::run(&args, &dir, args.regions).await;
+    }
     let map = if dir.join("map.toml").exists() {
         println!("tessera dev: restarting the region in {}", dir.display());
         load_map(&dir)?
     } else {
-        create_region(&dir, &args)?
+        create_region(&dir, &args, "dev", 0)?
     };
     if let Some(id) = netns_id(&dir) {
         crate::netns::setup(id, map.zones.len(), map.zones.iter().map(|z| z.nodes.len()).max().unwrap_or(0))?;

@@ -1,8 +1,11 @@
 //! `tessera`: the command-line client (buckets and objects) and `tessera dev`.
 
+mod crr_cmd;
 mod dev;
+mod dev_regions;
 mod du;
 mod netns;
+mod relay;
 mod repair_cmd;
 
 use std::path::PathBuf;
@@ -119,6 +122,11 @@ enum Cmd {
     Repair {
         #[command(subcommand)]
         cmd: repair_cmd::RepairCmd,
+    },
+    /// Cross-region replication rules: `add`, `ls`, `rm ID`, `status`.
+    Crr {
+        #[command(subcommand)]
+        cmd: crr_cmd::CrrCmd,
     },
 }
 
@@ -323,6 +331,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 println!("map epoch {} installed on every node", m.epoch);
             } else {
                 println!("map epoch {} installed; refused or unreachable: {}", m.epoch, failed.join("; "));
+            }
+        }
+        Cmd::Crr { cmd } => {
+            let c = client(cli.config).await?;
+            if !crr_cmd::run(&c, cmd).await? {
+                return Err(CliError::Io("some nodes did not answer (listed above)".into()));
             }
         }
         Cmd::Repair { cmd } => {

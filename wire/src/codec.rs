@@ -482,8 +482,9 @@ fn check(opcode: Opcode, decoded: &Decoded) -> Result<(), DecodeError> {
         }
         Decoded::Request(Request::CrrCursor(m)) => {
             max_len("rule", &m.rule, crate::crr::CRR_NAME_BYTES_MAX)?;
-            if let Some((k, _)) = &m.cursor.backfill_after {
-                key(opcode, k)?;
+            if let Some(at) = &m.cursor.backfill_after {
+                bucket(opcode, &at.bucket)?;
+                key(opcode, &at.key)?;
             }
         }
         Decoded::Request(Request::CrrForget(m)) => {

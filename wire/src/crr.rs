@@ -177,9 +177,9 @@ pub struct ChangeId {
 pub struct RuleCursor {
     /// Every change at or below this LSN is shipped (or not wanted).
     pub shipped_lsn: u64,
-    /// Back-fill position: the last (key, version) of the rule's bucket in
-    /// this group that was shipped.
-    pub backfill_after: Option<(String, VersionId)>,
+    /// Back-fill position: the last version of this group's listing
+    /// (any bucket) that back-fill has passed.
+    pub backfill_after: Option<crate::repair::VersionRef>,
     /// Back-fill of this group is complete (or the rule has none).
     pub backfill_done: bool,
 }
@@ -422,9 +422,9 @@ mod tests {
     fn rule_validation_names_the_problem() {
         let mut r = rule(CrrOps::All);
         assert!(r.validate("r1").is_ok());
-        assert!(r.validate("r2").unwrap_err().contains("is this region"));
+        assert!(r.validate("r2").expect_err("own region").contains("is this region"));
         r.dest_bucket = "X".into();
-        assert!(r.validate("r1").unwrap_err().contains("dest_bucket"));
+        assert!(r.validate("r1").expect_err("bad bucket").contains("dest_bucket"));
     }
 
     #[test]

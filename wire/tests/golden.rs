@@ -159,7 +159,11 @@ fn requests() -> Vec<(&'static str, Request, u64)> {
                 rule: "dr".into(),
                 cursor: crr::RuleCursor {
                     shipped_lsn: 41,
-                    backfill_after: Some(("a".into(), VersionId(3))),
+                    backfill_after: Some(repair::VersionRef {
+                        bucket: "photos".into(),
+                        key: "a".into(),
+                        version: VersionId(3),
+                    }),
                     backfill_done: false,
                 },
             }),

@@ -576,7 +576,11 @@ fn change_log_holds_every_acknowledged_change_across_crashes() {
             let pg = (next(&mut rng) % 4) as u32;
             let cursor = RuleCursor {
                 shipped_lsn: clock,
-                backfill_after: Some(("k1".into(), VersionId(3))),
+                backfill_after: Some(tessera_wire::repair::VersionRef {
+                    bucket: "b1".into(),
+                    key: "k1".into(),
+                    version: VersionId(3),
+                }),
                 backfill_done: false,
             };
             e.set_crr_cursor(pg, "rule-a", cursor.clone()).await.expect("cursor");

@@ -1,0 +1,187 @@
+//! The replication endpoint: where peer regions send their changes. Mutual
+//! TLS names the sending region (a certificate no peer's CA issued never
+//! completes the handshake); each change is applied through this region's
+//! normal quorum write path with its version id and metadata kept, so
+//! applying the same change twice is a no-op.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use rustls_pki_types::CertificateDer;
+use tessera_client::{Client, ClientError, VersionHeld};
+use tessera_wire::crr::{CrrApply, CrrApplyOk, CrrHave, CrrHaveOk, CrrOp};
+use tessera_wire::limits::BODY_BYTES_MAX;
+use tessera_wire::{
+    decode_request, encode_frame, ErrorBody, ErrorCode, FrameHeader, Request, Response, FRAME_HEADER_LEN,
+};
+use tokio::io::AsyncReadExt;
+
+use crate::metrics::NodeMetrics;
+use crate::tls::PeerTrust;
+
+/// What the endpoint needs.
+pub(crate) struct Endpoint {
+    pub(crate) client: Client,
+    pub(crate) trust: Arc<PeerTrust>,
+    pub(crate) region: String,
+    pub(crate) metrics: Arc<NodeMetrics>,
+}
+
+/// Accept peer connections forever.
+pub(crate) async fn serve(ep: Rc<Endpoint>, endpoint: quinn::Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        let ep = ep.clone();
+        tokio::task::spawn_local(async move {
+            let remote = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(
+                        %remote,
+                        error = %e,
+                        trusted = ?ep.trust.regions(),
+                        "refused a replication connection: its certificate is not issued by the CA of any configured \
+                         peer region"
+                    );
+                    return;
+                }
+            };
+            let chain = conn.peer_identity().and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok());
+            let Some(peer) = chain.as_deref().and_then(|c| ep.trust.region_of(c)).map(str::to_owned) else {
+                tracing::warn!(%remote, "refused a replication connection from an unknown region");
+                conn.close(1u8.into(), b"unknown region");
+                return;
+            };
+            tracing::info!(%remote, %peer, "replication link up");
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                tokio::task::spawn_local(stream(ep.clone(), peer.clone(), send, recv));
+            }
+        });
+    }
+}
+
+fn error(code: ErrorCode, detail: impl std::fmt::Display) -> Response {
+    let mut detail = detail.to_string();
+    let mut cut = detail.len().min(tessera_wire::limits::ERROR_DETAIL_BYTES_MAX);
+    while !detail.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    detail.truncate(cut);
+    Response::Error(ErrorBody { code, detail })
+}
+
+fn client_error(e: &ClientError) -> Response {
+    let code = match e {
+        ClientError::NoSuchBucket { .. } => ErrorCode::NoSuchBucket,
+        ClientError::Corrupt { .. } => ErrorCode::PayloadChecksumMismatch,
+        ClientError::TargetFull { .. } => ErrorCode::TargetFull,
+        _ => ErrorCode::Busy,
+    };
+    error(code, e)
+}
+
+async fn stream(ep: Rc<Endpoint>, peer: String, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let mut raw = [0u8; FRAME_HEADER_LEN];
+    if recv.read_exact(&mut raw).await.is_err() {
+        return;
+    }
+    let (resp, id) = match FrameHeader::decode(&raw) {
+        Err(e) => (error(ErrorCode::BadRequest, e), 0),
+        Ok((header, opcode)) => {
+            let id = header.request_id.get();
+            let body_len = header.body_len.get();
+            debug_assert!(body_len <= BODY_BYTES_MAX);
+            let mut body = vec![0u8; body_len as usize];
+            let resp = match recv.read_exact(&mut body).await {
+                Err(e) => error(ErrorCode::BadRequest, format!("frame body truncated: {e}")),
+                Ok(()) => match decode_request(opcode, &body) {
+                    Err(e) => error(ErrorCode::BadRequest, e),
+                    Ok(Request::CrrHave(h)) => have(&ep, h).await,
+                    Ok(Request::CrrApply(a)) => apply(&ep, &peer, a, header.payload_len.get(), &mut recv).await,
+                    Ok(_) => error(
+                        ErrorCode::BadRequest,
+                        format!("opcode {opcode:?} is not a replication request (core ports take those)"),
+                    ),
+                },
+            };
+            (resp, id)
+        }
+    };
+    let _ = recv.stop(0u8.into());
+    if let Ok(frame) = encode_frame(id, &resp, 0, 0) {
+        let _ = send.write_all(&frame).await;
+        let _ = send.finish();
+    }
+}
+
+/// Which versions this region holds already (or purged: a version deleted
+/// here for good is never resurrected by a late copy).
+async fn have(ep: &Endpoint, h: CrrHave) -> Response {
+    let mut done = vec![false; h.items.len()];
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (key, version, purge)) in h.items.into_iter().enumerate() {
+        if purge {
+            // Applying a purge costs no bytes; always apply it.
+            continue;
+        }
+        let (client, bucket) = (ep.client.clone(), h.dest_bucket.clone());
+        tasks.spawn(async move { (i, client.version_held(&bucket, &key, version).await) });
+    }
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok((i, Ok(held))) => done[i] = held != VersionHeld::Absent,
+            Ok((_, Err(e))) => return client_error(&e),
+            Err(e) => return error(ErrorCode::Internal, e),
+        }
+    }
+    Response::CrrHaveOk(CrrHaveOk { done })
+}
+
+async fn apply(ep: &Endpoint, peer: &str, a: CrrApply, payload_len: u64, recv: &mut quinn::RecvStream) -> Response {
+    if a.origin != peer {
+        tracing::debug!(%peer, origin = %a.origin, rule = %a.rule, "forwarded replica");
+    }
+    if a.origin == ep.region {
+        return error(ErrorCode::BadRequest, format!("change from region {} came back to it (an echo)", a.origin));
+    }
+    let result = match a.op {
+        CrrOp::Purge { key, version } => {
+            ep.client.delete_version_replica(&a.dest_bucket, &key, version, &a.origin).await.map(|()| true)
+        }
+        CrrOp::Put(mut meta) => {
+            let want = if meta.delete_marker { 0 } else { meta.size_bytes };
+            if payload_len != want {
+                return error(
+                    ErrorCode::BadRequest,
+                    format!("payload of {payload_len} bytes for a version of {} bytes", meta.size_bytes),
+                );
+            }
+            meta.origin = Some(a.origin.clone());
+            match ep.client.version_held(&a.dest_bucket, &meta.key, meta.version).await {
+                Ok(VersionHeld::Committed(_) | VersionHeld::Purged) => Ok(false),
+                Ok(VersionHeld::Absent) => {
+                    let source = (&mut *recv).take(payload_len);
+                    match ep.client.put_replica(&a.dest_bucket, &meta, None, source).await {
+                        Ok(_) => Ok(true),
+                        // Deleted here for good: the copy is not wanted.
+                        Err(ClientError::Server { code: ErrorCode::VersionPurged, .. }) => Ok(false),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match result {
+        Ok(applied) => {
+            if applied {
+                ep.metrics.crr.applied_here.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Response::CrrApplyOk(CrrApplyOk { applied })
+        }
+        Err(e) => {
+            tracing::debug!(%peer, rule = %a.rule, error = %e, "apply failed");
+            client_error(&e)
+        }
+    }
+}

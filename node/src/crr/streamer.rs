@@ -1,0 +1,443 @@
+//! The streamer: run by every node on its core 0. A placement group's log
+//! is shipped by its first member (in placement order) whose node answers;
+//! when that node or its zone stops answering, the next member's node takes
+//! over at its next liveness check, with no operator action. Two shippers
+//! at once (a partition inside the region) are harmless: apply is
+//! idempotent.
+//!
+//! Each round, for every group this node ships: read a page of the
+//! shipping member's log, ship each rule's wanted changes after its cursor
+//! (`ship`), record the cursors durably, then tell every live member to
+//! forget the entries every rule is done with. Rules that ask for it then
+//! back-fill the groups this node ships, one page per group per round, with
+//! the position kept in the same durable cursor. A destination that does
+//! not answer puts its rule in exponential backoff (up to 30 s); its
+//! changes stay in the logs, so the backlog is durable and never dropped.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tessera_client::{Client, PeerLink};
+use tessera_wire::crr::{Change, ChangeKind, CrrRule, RuleCursor, RuleProgress};
+use tessera_wire::repair::VersionState;
+use tessera_wire::{ClusterMap, TargetId};
+
+use super::ship::{now_ms, ship, Batch, Pacer};
+use crate::cluster::MapState;
+use crate::config::CrrConfig;
+use crate::metrics::NodeMetrics;
+
+/// Lag samples kept per rule for the status quantiles.
+const LAG_WINDOW: usize = 4_096;
+/// How often nodes are checked for liveness.
+const ALIVE_EVERY: Duration = Duration::from_secs(1);
+/// Longest backoff of a rule whose destination fails.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A rule's run-time state on this node.
+struct RuleRun {
+    pacer: Pacer,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    last_error: Option<String>,
+    shipped_objects: u64,
+    shipped_bytes: u64,
+    skipped: u64,
+    lags: VecDeque<u64>,
+    backfilled: BTreeSet<u32>,
+}
+
+impl RuleRun {
+    fn new() -> RuleRun {
+        RuleRun {
+            pacer: Pacer::new(),
+            retry_at: None,
+            backoff: Duration::from_millis(250),
+            last_error: None,
+            shipped_objects: 0,
+            shipped_bytes: 0,
+            skipped: 0,
+            lags: VecDeque::new(),
+            backfilled: BTreeSet::new(),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.retry_at.is_none_or(|t| Instant::now() >= t)
+    }
+
+    fn failed(&mut self, why: String) {
+        tracing::warn!(error = %why, backoff_ms = self.backoff.as_millis() as u64, "replication batch failed");
+        self.last_error = Some(why);
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    fn succeeded(&mut self) {
+        self.retry_at = None;
+        self.backoff = Duration::from_millis(250);
+        self.last_error = None;
+    }
+}
+
+/// Pending figures of one rule, gathered during a round.
+#[derive(Default)]
+struct Pending {
+    objects: u64,
+    bytes: u64,
+    oldest_ms: Option<u64>,
+}
+
+pub(crate) struct Streamer {
+    pub(crate) client: Client,
+    pub(crate) map: Arc<MapState>,
+    pub(crate) node: String,
+    pub(crate) targets: BTreeSet<TargetId>,
+    pub(crate) links: HashMap<String, Arc<PeerLink>>,
+    pub(crate) cfg: CrrConfig,
+    pub(crate) metrics: Arc<NodeMetrics>,
+    region: String,
+    alive: HashMap<String, bool>,
+    alive_at: Option<Instant>,
+    runs: HashMap<String, RuleRun>,
+}
+
+impl Streamer {
+    pub(crate) fn new(
+        client: Client,
+        map: Arc<MapState>,
+        node: String,
+        targets: BTreeSet<TargetId>,
+        links: HashMap<String, Arc<PeerLink>>,
+        cfg: CrrConfig,
+        metrics: Arc<NodeMetrics>,
+    ) -> Streamer {
+        let region = map.map().region.clone();
+        Streamer {
+            region,
+            client,
+            map,
+            node,
+            targets,
+            links,
+            cfg,
+            metrics,
+            alive: HashMap::new(),
+            alive_at: None,
+            runs: HashMap::new(),
+        }
+    }
+
+    /// Run forever.
+    pub(crate) async fn run(mut self) {
+        loop {
+            let busy = match self.round().await {
+                Ok(busy) => busy,
+                Err(e) => {
+                    tracing::debug!(error = %e, "replication round failed");
+                    false
+                }
+            };
+            if !busy {
+                tokio::time::sleep(Duration::from_millis(self.cfg.poll_ms)).await;
+            }
+        }
+    }
+
+    async fn refresh_alive(&mut self, map: &ClusterMap) {
+        if self.alive_at.is_some_and(|t| t.elapsed() < ALIVE_EVERY) {
+            return;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for node in map.zones.iter().flat_map(|z| z.nodes.iter()) {
+            let Some(&port) = node.ports.first() else { continue };
+            if node.name == self.node {
+                continue;
+            }
+            let (client, name, addr) = (self.client.clone(), node.name.clone(), SocketAddr::new(node.host, port));
+            tasks.spawn(async move { (name, client.node_answers(addr, ALIVE_EVERY).await) });
+        }
+        self.alive.clear();
+        self.alive.insert(self.node.clone(), true);
+        while let Some(Ok((name, up))) = tasks.join_next().await {
+            self.alive.insert(name, up);
+        }
+        self.alive_at = Some(Instant::now());
+    }
+
+    /// One pass over the groups this node ships. True if it did something
+    /// (the next pass starts at once).
+    async fn round(&mut self) -> Result<bool, String> {
+        let map = self.map.map();
+        let placement = self.map.placement()?;
+        self.refresh_alive(&map).await;
+        let rules = map.crr.clone();
+        self.runs.retain(|id, _| rules.iter().any(|r| &r.id == id));
+        for r in &rules {
+            self.runs.entry(r.id.clone()).or_insert_with(RuleRun::new);
+        }
+        let up: BTreeSet<TargetId> = node_of(&map)
+            .into_iter()
+            .filter(|(_, n)| self.alive.get(n).copied().unwrap_or(false))
+            .map(|(t, _)| t)
+            .collect();
+        let alive = |t: &TargetId| up.contains(t);
+        let shippers: BTreeMap<u32, TargetId> = (0..placement.groups())
+            .filter_map(|pg| placement.targets(pg).iter().find(|t| alive(t)).map(|t| (pg, *t)))
+            .filter(|(_, t)| self.targets.contains(t))
+            .collect();
+        let mut pending: HashMap<String, Pending> = HashMap::new();
+        let mut busy = false;
+        let started_ms = now_ms();
+        for &t in &self.targets.clone() {
+            let groups = match self.client.change_summary(t).await {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::debug!(target_id = %t, error = %e, "change summary failed");
+                    continue;
+                }
+            };
+            for g in groups {
+                if shippers.get(&g.pg) != Some(&t) {
+                    continue;
+                }
+                let members: Vec<TargetId> = placement.targets(g.pg).iter().copied().filter(|m| alive(m)).collect();
+                match self.ship_log(&rules, t, g.pg, &members, &mut pending).await {
+                    Ok(b) => busy |= b,
+                    Err(e) => tracing::debug!(pg = g.pg, error = %e, "shipping a group's log failed"),
+                }
+            }
+        }
+        for rule in rules.iter().filter(|r| r.backfill) {
+            for (&pg, &t) in &shippers {
+                match self.backfill(rule, t, pg).await {
+                    Ok(b) => busy |= b,
+                    Err(e) => tracing::debug!(pg, rule = %rule.id, error = %e, "back-fill step failed"),
+                }
+            }
+        }
+        self.publish(&rules, &shippers, &pending, started_ms);
+        Ok(busy)
+    }
+
+    /// Ship one group's log page under every rule; forget what all are done
+    /// with.
+    async fn ship_log(
+        &mut self,
+        rules: &[CrrRule],
+        t: TargetId,
+        pg: u32,
+        members: &[TargetId],
+        pending: &mut HashMap<String, Pending>,
+    ) -> Result<bool, String> {
+        let page = self.client.change_log(t, pg, 0).await.map_err(|e| e.to_string())?;
+        let mut cursors: HashMap<String, RuleCursor> = page.cursors.into_iter().collect();
+        let mut busy = false;
+        for rule in rules {
+            let cur = cursors.get(&rule.id).cloned().unwrap_or_default();
+            let todo: Vec<(u64, Change)> = page
+                .entries
+                .iter()
+                .filter(|(lsn, c)| *lsn > cur.shipped_lsn && rule.wants(&c.bucket, c))
+                .cloned()
+                .collect();
+            if todo.is_empty() {
+                continue;
+            }
+            let mut left = &todo[..];
+            let ready = self.runs.get(&rule.id).is_some_and(RuleRun::ready);
+            if let (true, Some(link)) = (ready, self.links.get(&rule.dest_region).cloned()) {
+                let changes: Vec<Change> = todo.iter().map(|(_, c)| c.clone()).collect();
+                let b = Batch {
+                    client: &self.client,
+                    link: &link,
+                    rule,
+                    source: t,
+                    pg,
+                    region: &self.region,
+                    in_flight: self.cfg.in_flight,
+                    backfill: false,
+                };
+                let run = self.runs.get_mut(&rule.id).ok_or("rule state missing")?;
+                let shipped = ship(&b, &changes, &mut run.pacer).await;
+                record(run, &shipped, &self.metrics, &rule.id);
+                if let Some(i) = shipped.done_upto {
+                    let mut cur = cur.clone();
+                    cur.shipped_lsn = todo[i].0;
+                    self.client.set_crr_cursor(t, pg, &rule.id, cur.clone()).await.map_err(|e| e.to_string())?;
+                    cursors.insert(rule.id.clone(), cur);
+                    left = &todo[i + 1..];
+                    busy = true;
+                }
+            } else if !self.links.contains_key(&rule.dest_region) {
+                if let Some(run) = self.runs.get_mut(&rule.id) {
+                    run.last_error = Some(format!("no [[crr.peers]] entry for region {}", rule.dest_region));
+                }
+            }
+            let p = pending.entry(rule.id.clone()).or_default();
+            p.objects += left.len() as u64;
+            p.bytes += left.iter().map(|(_, c)| c.size_bytes).sum::<u64>();
+            if let Some(oldest) = left.iter().map(|(_, c)| c.made_ms()).min() {
+                p.oldest_ms = Some(p.oldest_ms.map_or(oldest, |o| o.min(oldest)));
+            }
+        }
+        let done: Vec<_> = page
+            .entries
+            .iter()
+            .filter(|(lsn, c)| {
+                rules
+                    .iter()
+                    .all(|r| !r.wants(&c.bucket, c) || cursors.get(&r.id).is_some_and(|k| k.shipped_lsn >= *lsn))
+            })
+            .map(|(_, c)| c.id())
+            .collect();
+        if !done.is_empty() {
+            self.client.forget_changes(t, pg, &done).await.map_err(|e| e.to_string())?;
+            let mut tasks = tokio::task::JoinSet::new();
+            for &m in members.iter().filter(|&&m| m != t) {
+                let (client, done) = (self.client.clone(), done.clone());
+                tasks.spawn(async move { client.forget_changes(m, pg, &done).await });
+            }
+            while tasks.join_next().await.is_some() {}
+            busy = true;
+        }
+        Ok(busy)
+    }
+
+    /// One back-fill page of one group for one rule.
+    async fn backfill(&mut self, rule: &CrrRule, t: TargetId, pg: u32) -> Result<bool, String> {
+        let ready = self.runs.get(&rule.id).is_some_and(|r| r.ready() && !r.backfilled.contains(&pg));
+        let Some(link) = self.links.get(&rule.dest_region).cloned().filter(|_| ready) else {
+            return Ok(false);
+        };
+        let cursors = self.client.change_log(t, pg, u64::MAX).await.map_err(|e| e.to_string())?.cursors;
+        let mut cur = cursors.into_iter().find(|(r, _)| r == &rule.id).map(|(_, c)| c).unwrap_or_default();
+        if cur.backfill_done {
+            if let Some(run) = self.runs.get_mut(&rule.id) {
+                run.backfilled.insert(pg);
+            }
+            return Ok(false);
+        }
+        let page = self.client.pg_list_page(t, pg, cur.backfill_after.clone()).await.map_err(|e| e.to_string())?;
+        let changes: Vec<Change> = page
+            .entries
+            .iter()
+            .filter(|e| e.at.bucket == rule.bucket && e.at.key.starts_with(&rule.prefix))
+            .filter(|e| e.state == VersionState::Committed)
+            .map(|e| Change {
+                bucket: e.at.bucket.clone(),
+                key: e.at.key.clone(),
+                version: e.at.version,
+                kind: ChangeKind::Put { delete_marker: false },
+                size_bytes: e.size_bytes,
+                at_ms: e.at.version.millis(),
+                origin: None,
+            })
+            .collect();
+        let b = Batch {
+            client: &self.client,
+            link: &link,
+            rule,
+            source: t,
+            pg,
+            region: &self.region,
+            in_flight: self.cfg.in_flight,
+            backfill: true,
+        };
+        let run = self.runs.get_mut(&rule.id).ok_or("rule state missing")?;
+        let shipped = ship(&b, &changes, &mut run.pacer).await;
+        record(run, &shipped, &self.metrics, &rule.id);
+        if shipped.error.is_some() {
+            return Ok(false);
+        }
+        let past = page.entries.last().is_none_or(|e| e.at.bucket > rule.bucket) || !page.more;
+        cur.backfill_done = past;
+        if let Some(last) = page.entries.last() {
+            cur.backfill_after = Some(last.at.clone());
+        }
+        self.client.set_crr_cursor(t, pg, &rule.id, cur).await.map_err(|e| e.to_string())?;
+        if past {
+            if let Some(run) = self.runs.get_mut(&rule.id) {
+                run.backfilled.insert(pg);
+            }
+        }
+        Ok(true)
+    }
+
+    fn publish(
+        &self,
+        rules: &[CrrRule],
+        shippers: &BTreeMap<u32, TargetId>,
+        pending: &HashMap<String, Pending>,
+        started_ms: u64,
+    ) {
+        let pgs: Vec<u32> = shippers.keys().copied().collect();
+        let out = rules
+            .iter()
+            .filter_map(|rule| {
+                let run = self.runs.get(&rule.id)?;
+                let p = pending.get(&rule.id);
+                let mut lags: Vec<u64> = run.lags.iter().copied().collect();
+                lags.sort_unstable();
+                let q = |f: f64| lags.get(((lags.len() as f64 - 1.0) * f).round() as usize).copied().unwrap_or(0);
+                Some(RuleProgress {
+                    rule: rule.id.clone(),
+                    pgs_shipped: pgs.clone(),
+                    pgs_backfilled: if rule.backfill {
+                        pgs.iter().copied().filter(|pg| run.backfilled.contains(pg)).collect()
+                    } else {
+                        pgs.clone()
+                    },
+                    pending_objects: p.map_or(0, |p| p.objects),
+                    pending_bytes: p.map_or(0, |p| p.bytes),
+                    replicated_up_to_ms: p.and_then(|p| p.oldest_ms).unwrap_or(started_ms),
+                    shipped_objects: run.shipped_objects,
+                    shipped_bytes: run.shipped_bytes,
+                    skipped_objects: run.skipped,
+                    last_error: run.last_error.clone(),
+                    lag_ms: [q(0.5), q(0.99), lags.last().copied().unwrap_or(0)],
+                })
+            })
+            .collect();
+        self.metrics.crr.status.update(|s| {
+            s.node.clone_from(&self.node);
+            s.rules = out;
+        });
+    }
+}
+
+/// Fold a batch's outcome into the rule's state and the lag histogram.
+fn record(run: &mut RuleRun, shipped: &super::ship::Shipped, metrics: &NodeMetrics, rule: &str) {
+    if !shipped.applied.is_empty() {
+        metrics.crr.lag.update(|m| {
+            let h = m.entry(rule.to_owned()).or_default();
+            for &(_, lag) in &shipped.applied {
+                h.record(lag);
+            }
+        });
+    }
+    for &(bytes, lag) in &shipped.applied {
+        run.shipped_objects += 1;
+        run.shipped_bytes += bytes;
+        run.lags.push_back(lag);
+        if run.lags.len() > LAG_WINDOW {
+            run.lags.pop_front();
+        }
+    }
+    run.skipped += shipped.skipped;
+    match &shipped.error {
+        Some(e) => run.failed(e.clone()),
+        None => run.succeeded(),
+    }
+}
+
+/// Node name of every target.
+fn node_of(map: &ClusterMap) -> HashMap<TargetId, String> {
+    map.zones
+        .iter()
+        .flat_map(|z| z.nodes.iter())
+        .flat_map(|n| n.targets.iter().map(move |t| (t.id, n.name.clone())))
+        .collect()
+}
