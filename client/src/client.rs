@@ -269,7 +269,12 @@ impl Client {
             created_ms: now_ms(),
             storage_class: opts.storage_class,
         };
-        let view = self.view();
+        let info = &info;
+        self.with_map_retry(|view| async move { self.create_bucket_under(&view, info).await }).await
+    }
+
+    async fn create_bucket_under(&self, view: &MapView, info: &BucketInfo) -> Result<BucketInfo, ClientError> {
+        let name = &info.name;
         let mut tasks = Vec::new();
         for (&target, loc) in view.locs.iter() {
             let (client, info, addr, epoch) = (self.clone(), info.clone(), loc.addr, view.map.epoch);
@@ -310,7 +315,10 @@ impl Client {
         if let Some(b) = self.inner.buckets.lock().ok().and_then(|b| b.get(name).cloned()) {
             return Ok(b);
         }
-        let view = self.view();
+        self.with_map_retry(|view| async move { self.bucket_under(&view, name).await }).await
+    }
+
+    async fn bucket_under(&self, view: &MapView, name: &str) -> Result<BucketInfo, ClientError> {
         let pg = view.placement.pg_of(name, "");
         let mut last = None;
         for &target in view.placement.targets(pg) {
@@ -492,7 +500,12 @@ impl Client {
         let opts = PutOptions { storage_class: Some(class.unwrap_or(meta.storage_class)), ..PutOptions::default() };
         let view = self.view();
         let kind = crate::write::Kind::Replica(meta);
-        crate::write::put(self, &view, bucket, &meta.key, &mut source, opts, kind).await
+        let r = crate::write::put(self, &view, bucket, &meta.key, &mut source, opts, kind).await;
+        if let Err(ClientError::StaleMap { .. }) = &r {
+            // The source is consumed: the caller retries, under the new map.
+            let _ = self.refresh_map().await;
+        }
+        r
     }
 
     /// [`Client::delete_version`] on behalf of another region: the purge

@@ -171,7 +171,16 @@ impl PeerLink {
                         detail: format!("source object grew past {payload_len} bytes"),
                     });
                 }
-                send.write_all(&chunk).await.map_err(|e| conn_err(e.to_string()))?;
+                match send.write_all(&chunk).await {
+                    Ok(()) => {}
+                    // The peer already has the version and answered
+                    // without reading the bytes: read its answer.
+                    Err(quinn::WriteError::Stopped(_)) => {
+                        sent = payload_len;
+                        break;
+                    }
+                    Err(e) => return Err(conn_err(e.to_string())),
+                }
             }
             if sent != payload_len {
                 let _ = send.reset(1u8.into());

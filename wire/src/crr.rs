@@ -80,7 +80,7 @@ impl CrrRule {
         match (self.ops, change.kind) {
             (CrrOps::All, _) => true,
             (CrrOps::CreatesOnly, ChangeKind::Put { delete_marker }) => !delete_marker,
-            (CrrOps::CreatesOnly, ChangeKind::Purge) => false,
+            (CrrOps::CreatesOnly, ChangeKind::Purge { .. }) => false,
         }
     }
 
@@ -113,7 +113,19 @@ pub enum ChangeKind {
         delete_marker: bool,
     },
     /// A version was deleted for good (a new tombstone).
-    Purge,
+    Purge {
+        /// It was committed on the logging target. In a bucket that keeps
+        /// no old versions, its commit had removed every older version
+        /// of the key, so the destination must drop those too.
+        committed: bool,
+    },
+}
+
+impl ChangeKind {
+    /// A purge (else a put).
+    pub fn is_purge(self) -> bool {
+        matches!(self, ChangeKind::Purge { .. })
+    }
 }
 
 /// One entry of a target's change log.
@@ -143,7 +155,7 @@ impl Change {
     pub fn made_ms(&self) -> u64 {
         match self.kind {
             ChangeKind::Put { .. } => self.version.millis().min(self.at_ms),
-            ChangeKind::Purge => self.at_ms,
+            ChangeKind::Purge { .. } => self.at_ms,
         }
     }
 
@@ -153,7 +165,7 @@ impl Change {
             bucket: self.bucket.clone(),
             key: self.key.clone(),
             version: self.version,
-            purge: self.kind == ChangeKind::Purge,
+            purge: self.kind.is_purge(),
         }
     }
 }
@@ -345,6 +357,10 @@ pub enum CrrOp {
         key: String,
         /// Version.
         version: VersionId,
+        /// The version had been committed at the source: in a destination
+        /// bucket that keeps no old versions, older versions of the key go
+        /// too (the source's commit of this version had removed them).
+        supersedes: bool,
     },
 }
 
@@ -410,10 +426,10 @@ mod tests {
         assert!(!all.wants("other", &change("logs/a", put, None)), "other bucket");
         assert!(!all.wants("src", &change("img/a", put, None)), "prefix");
         assert!(all.wants("src", &change("logs/a", marker, None)));
-        assert!(all.wants("src", &change("logs/a", ChangeKind::Purge, None)));
+        assert!(all.wants("src", &change("logs/a", ChangeKind::Purge { committed: true }, None)));
         assert!(creates.wants("src", &change("logs/a", put, None)));
         assert!(!creates.wants("src", &change("logs/a", marker, None)), "creates-only skips markers");
-        assert!(!creates.wants("src", &change("logs/a", ChangeKind::Purge, None)), "and purges");
+        assert!(!creates.wants("src", &change("logs/a", ChangeKind::Purge { committed: true }, None)), "and purges");
         assert!(!all.wants("src", &change("logs/a", put, Some("r2"))), "no echo to the origin");
         assert!(all.wants("src", &change("logs/a", put, Some("r3"))), "forwarded to a third region");
     }
@@ -433,7 +449,7 @@ mod tests {
         c.version = VersionId(3u128 << 64);
         c.at_ms = 10;
         assert_eq!(c.made_ms(), 3);
-        c.kind = ChangeKind::Purge;
+        c.kind = ChangeKind::Purge { committed: true };
         assert_eq!(c.made_ms(), 10);
     }
 }

@@ -137,6 +137,27 @@ async fn have(ep: &Endpoint, h: CrrHave) -> Response {
     Response::CrrHaveOk(CrrHaveOk { done })
 }
 
+/// Purge a version; in a bucket that keeps no old versions, a purge of a
+/// version the source had committed also purges the older versions here
+/// (the source's commit removed them; its log records only the purge).
+async fn purge(
+    ep: &Endpoint,
+    bucket: &str,
+    key: &str,
+    version: tessera_wire::VersionId,
+    supersedes: bool,
+    origin: &str,
+) -> Result<bool, ClientError> {
+    ep.client.delete_version_replica(bucket, key, version, origin).await?;
+    if supersedes && !ep.client.bucket(bucket).await?.versioned {
+        let page = ep.client.list_versions(bucket, key, None, 100).await?;
+        for e in page.entries.iter().filter(|e| e.key == key && e.version < version) {
+            ep.client.delete_version_replica(bucket, key, e.version, origin).await?;
+        }
+    }
+    Ok(true)
+}
+
 async fn apply(ep: &Endpoint, peer: &str, a: CrrApply, payload_len: u64, recv: &mut quinn::RecvStream) -> Response {
     if a.origin != peer {
         tracing::debug!(%peer, origin = %a.origin, rule = %a.rule, "forwarded replica");
@@ -145,8 +166,8 @@ async fn apply(ep: &Endpoint, peer: &str, a: CrrApply, payload_len: u64, recv: &
         return error(ErrorCode::BadRequest, format!("change from region {} came back to it (an echo)", a.origin));
     }
     let result = match a.op {
-        CrrOp::Purge { key, version } => {
-            ep.client.delete_version_replica(&a.dest_bucket, &key, version, &a.origin).await.map(|()| true)
+        CrrOp::Purge { key, version, supersedes } => {
+            purge(ep, &a.dest_bucket, &key, version, supersedes, &a.origin).await
         }
         CrrOp::Put(mut meta) => {
             let want = if meta.delete_marker { 0 } else { meta.size_bytes };

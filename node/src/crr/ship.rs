@@ -24,24 +24,25 @@ pub(crate) struct Shipped {
     pub(crate) error: Option<String>,
 }
 
-/// Paces a rule's bytes at its bandwidth limit.
+/// Paces a rule's bytes at its bandwidth limit; shared by the groups a
+/// node ships concurrently.
 #[derive(Debug)]
 pub(crate) struct Pacer {
-    next_free: Instant,
+    next_free: std::cell::Cell<Instant>,
 }
 
 impl Pacer {
     pub(crate) fn new() -> Pacer {
-        Pacer { next_free: Instant::now() }
+        Pacer { next_free: std::cell::Cell::new(Instant::now()) }
     }
 
     /// When `bytes` more may start at `mib_s` (0: no limit).
-    fn reserve(&mut self, bytes: u64, mib_s: u32) -> Instant {
+    fn reserve(&self, bytes: u64, mib_s: u32) -> Instant {
         if mib_s == 0 {
             return Instant::now();
         }
-        let start = self.next_free.max(Instant::now());
-        self.next_free = start + Duration::from_secs_f64(bytes as f64 / (f64::from(mib_s) * 1_048_576.0));
+        let start = self.next_free.get().max(Instant::now());
+        self.next_free.set(start + Duration::from_secs_f64(bytes as f64 / (f64::from(mib_s) * 1_048_576.0)));
         start
     }
 }
@@ -57,24 +58,32 @@ pub(crate) struct Batch<'a> {
     pub(crate) region: &'a str,
     pub(crate) in_flight: usize,
     /// Back-fill: the changes come from a listing, not the log, so the
-    /// rule's filters on origin and markers are checked on the metadata.
+    /// rule's filters on origin and markers are checked on the metadata,
+    /// and the destination is asked first which it has (most of a
+    /// re-started back-fill is there already). Log changes go straight to
+    /// apply, which answers before reading the bytes of a version the
+    /// destination holds.
     pub(crate) backfill: bool,
 }
 
 /// Ship `changes` (in log order). Stops at the first failure.
-pub(crate) async fn ship(b: &Batch<'_>, changes: &[Change], pacer: &mut Pacer) -> Shipped {
+pub(crate) async fn ship(b: &Batch<'_>, changes: &[Change], pacer: &Pacer) -> Shipped {
     let mut out = Shipped::default();
     let mut ok = vec![false; changes.len()];
     for (chunk_no, chunk) in changes.chunks(HAVE_ITEMS_MAX).enumerate() {
         let base = chunk_no * HAVE_ITEMS_MAX;
-        let items = chunk.iter().map(|c| (c.key.clone(), c.version, c.kind == ChangeKind::Purge)).collect();
-        let have = CrrHave { rule: b.rule.id.clone(), dest_bucket: b.rule.dest_bucket.clone(), items };
-        let done = match b.link.have(u64::from(b.pg), have).await {
-            Ok(d) => d,
-            Err(e) => {
-                out.error = Some(format!("asking region {} what it has: {e}", b.rule.dest_region));
-                break;
+        let done = if b.backfill {
+            let items = chunk.iter().map(|c| (c.key.clone(), c.version, c.kind.is_purge())).collect();
+            let have = CrrHave { rule: b.rule.id.clone(), dest_bucket: b.rule.dest_bucket.clone(), items };
+            match b.link.have(u64::from(b.pg), have).await {
+                Ok(d) => d,
+                Err(e) => {
+                    out.error = Some(format!("asking region {} what it has: {e}", b.rule.dest_region));
+                    break;
+                }
             }
+        } else {
+            Vec::new()
         };
         let mut tasks = tokio::task::JoinSet::new();
         let mut failed = false;
@@ -153,9 +162,9 @@ async fn apply_one(
     backfill: bool,
 ) -> Result<Option<u64>, ClientError> {
     let pick = u64::from(pg);
-    if c.kind == ChangeKind::Purge {
+    if let ChangeKind::Purge { committed } = c.kind {
         let origin = c.origin.clone().unwrap_or_else(|| region.to_owned());
-        let op = CrrOp::Purge { key: c.key.clone(), version: c.version };
+        let op = CrrOp::Purge { key: c.key.clone(), version: c.version, supersedes: committed };
         let req = CrrApply { rule: rule.id.clone(), origin, dest_bucket: rule.dest_bucket.clone(), op };
         return link.apply(pick, req, None).await.map(|applied| applied.then_some(0));
     }

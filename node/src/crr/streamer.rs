@@ -5,17 +5,19 @@
 //! at once (a partition inside the region) are harmless: apply is
 //! idempotent.
 //!
-//! Each round, for every group this node ships: read a page of the
-//! shipping member's log, ship each rule's wanted changes after its cursor
+//! Each round, for every group this node ships (16 groups at once): read a
+//! page of the shipping member's log, ship each rule's wanted changes after its cursor
 //! (`ship`), record the cursors durably, then tell every live member to
 //! forget the entries every rule is done with. Rules that ask for it then
 //! back-fill the groups this node ships, one page per group per round, with
 //! the position kept in the same durable cursor. A destination that does
-//! not answer puts its rule in exponential backoff (up to 30 s); its
+//! not answer puts its rule in exponential backoff (up to 5 s); its
 //! changes stay in the logs, so the backlog is durable and never dropped.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +26,7 @@ use tessera_wire::crr::{Change, ChangeKind, CrrRule, RuleCursor, RuleProgress};
 use tessera_wire::repair::VersionState;
 use tessera_wire::{ClusterMap, TargetId};
 
-use super::ship::{now_ms, ship, Batch, Pacer};
+use super::ship::{now_ms, ship, Batch, Pacer, Shipped};
 use crate::cluster::MapState;
 use crate::config::CrrConfig;
 use crate::metrics::NodeMetrics;
@@ -33,12 +35,14 @@ use crate::metrics::NodeMetrics;
 const LAG_WINDOW: usize = 4_096;
 /// How often nodes are checked for liveness.
 const ALIVE_EVERY: Duration = Duration::from_secs(1);
+/// Groups shipped at once by one node.
+const PGS_AT_ONCE: usize = 16;
 /// Longest backoff of a rule whose destination fails.
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// A rule's run-time state on this node.
 struct RuleRun {
-    pacer: Pacer,
+    pacer: Rc<Pacer>,
     retry_at: Option<Instant>,
     backoff: Duration,
     last_error: Option<String>,
@@ -52,7 +56,7 @@ struct RuleRun {
 impl RuleRun {
     fn new() -> RuleRun {
         RuleRun {
-            pacer: Pacer::new(),
+            pacer: Rc::new(Pacer::new()),
             retry_at: None,
             backoff: Duration::from_millis(250),
             last_error: None,
@@ -69,6 +73,12 @@ impl RuleRun {
     }
 
     fn failed(&mut self, why: String) {
+        if !self.ready() {
+            // Another group of the same round failed first: one backoff step
+            // per round, not per group.
+            self.last_error = Some(why);
+            return;
+        }
         tracing::warn!(error = %why, backoff_ms = self.backoff.as_millis() as u64, "replication batch failed");
         self.last_error = Some(why);
         self.retry_at = Some(Instant::now() + self.backoff);
@@ -90,18 +100,76 @@ struct Pending {
     oldest_ms: Option<u64>,
 }
 
-pub(crate) struct Streamer {
-    pub(crate) client: Client,
-    pub(crate) map: Arc<MapState>,
-    pub(crate) node: String,
-    pub(crate) targets: BTreeSet<TargetId>,
-    pub(crate) links: HashMap<String, Arc<PeerLink>>,
-    pub(crate) cfg: CrrConfig,
-    pub(crate) metrics: Arc<NodeMetrics>,
+impl Pending {
+    fn add(&mut self, other: &Pending) {
+        self.objects += other.objects;
+        self.bytes += other.bytes;
+        if let Some(o) = other.oldest_ms {
+            self.oldest_ms = Some(self.oldest_ms.map_or(o, |m| m.min(o)));
+        }
+    }
+}
+
+/// What every group task shares.
+struct Inner {
+    client: Client,
+    links: HashMap<String, Arc<PeerLink>>,
+    cfg: CrrConfig,
+    metrics: Arc<NodeMetrics>,
     region: String,
+    runs: RefCell<HashMap<String, RuleRun>>,
+}
+
+impl Inner {
+    /// The rule's pacer and link if it may ship now.
+    fn ready(&self, rule: &CrrRule) -> Option<(Rc<Pacer>, Arc<PeerLink>)> {
+        let mut runs = self.runs.borrow_mut();
+        let run = runs.get_mut(&rule.id)?;
+        match self.links.get(&rule.dest_region) {
+            None => {
+                run.last_error = Some(format!("no [[crr.peers]] entry for region {}", rule.dest_region));
+                None
+            }
+            Some(link) if run.ready() => Some((run.pacer.clone(), link.clone())),
+            Some(_) => None,
+        }
+    }
+
+    /// Fold a batch's outcome into the rule's state and lag histogram.
+    fn record(&self, rule: &str, shipped: &Shipped) {
+        if !shipped.applied.is_empty() {
+            self.metrics.crr.lag.update(|m| {
+                let h = m.entry(rule.to_owned()).or_default();
+                for &(_, lag) in &shipped.applied {
+                    h.record(lag);
+                }
+            });
+        }
+        let mut runs = self.runs.borrow_mut();
+        let Some(run) = runs.get_mut(rule) else { return };
+        for &(bytes, lag) in &shipped.applied {
+            run.shipped_objects += 1;
+            run.shipped_bytes += bytes;
+            run.lags.push_back(lag);
+            if run.lags.len() > LAG_WINDOW {
+                run.lags.pop_front();
+            }
+        }
+        run.skipped += shipped.skipped;
+        match &shipped.error {
+            Some(e) => run.failed(e.clone()),
+            None => run.succeeded(),
+        }
+    }
+}
+
+pub(crate) struct Streamer {
+    inner: Rc<Inner>,
+    map: Arc<MapState>,
+    node: String,
+    targets: BTreeSet<TargetId>,
     alive: HashMap<String, bool>,
     alive_at: Option<Instant>,
-    runs: HashMap<String, RuleRun>,
 }
 
 impl Streamer {
@@ -115,19 +183,8 @@ impl Streamer {
         metrics: Arc<NodeMetrics>,
     ) -> Streamer {
         let region = map.map().region.clone();
-        Streamer {
-            region,
-            client,
-            map,
-            node,
-            targets,
-            links,
-            cfg,
-            metrics,
-            alive: HashMap::new(),
-            alive_at: None,
-            runs: HashMap::new(),
-        }
+        let inner = Rc::new(Inner { client, links, cfg, metrics, region, runs: RefCell::new(HashMap::new()) });
+        Streamer { inner, map, node, targets, alive: HashMap::new(), alive_at: None }
     }
 
     /// Run forever.
@@ -141,7 +198,7 @@ impl Streamer {
                 }
             };
             if !busy {
-                tokio::time::sleep(Duration::from_millis(self.cfg.poll_ms)).await;
+                tokio::time::sleep(Duration::from_millis(self.inner.cfg.poll_ms)).await;
             }
         }
     }
@@ -156,7 +213,8 @@ impl Streamer {
             if node.name == self.node {
                 continue;
             }
-            let (client, name, addr) = (self.client.clone(), node.name.clone(), SocketAddr::new(node.host, port));
+            let (client, name) = (self.inner.client.clone(), node.name.clone());
+            let addr = SocketAddr::new(node.host, port);
             tasks.spawn(async move { (name, client.node_answers(addr, ALIVE_EVERY).await) });
         }
         self.alive.clear();
@@ -167,203 +225,94 @@ impl Streamer {
         self.alive_at = Some(Instant::now());
     }
 
-    /// One pass over the groups this node ships. True if it did something
-    /// (the next pass starts at once).
+    /// One pass over the groups this node ships, `PGS_AT_ONCE` groups at a
+    /// time. True if it did something (the next pass starts at once).
     async fn round(&mut self) -> Result<bool, String> {
         let map = self.map.map();
+        let client = self.inner.client.clone();
+        if client.view().map.epoch != map.epoch {
+            // Rules and members come from the node's map; requests carry
+            // the client's: keep them the same.
+            client.refresh_map().await.map_err(|e| format!("refreshing the map: {e}"))?;
+        }
         let placement = self.map.placement()?;
         self.refresh_alive(&map).await;
-        let rules = map.crr.clone();
-        self.runs.retain(|id, _| rules.iter().any(|r| &r.id == id));
-        for r in &rules {
-            self.runs.entry(r.id.clone()).or_insert_with(RuleRun::new);
+        let rules = Rc::new(map.crr.clone());
+        {
+            let mut runs = self.inner.runs.borrow_mut();
+            runs.retain(|id, _| rules.iter().any(|r| &r.id == id));
+            for r in rules.iter() {
+                runs.entry(r.id.clone()).or_insert_with(RuleRun::new);
+            }
         }
         let up: BTreeSet<TargetId> = node_of(&map)
             .into_iter()
             .filter(|(_, n)| self.alive.get(n).copied().unwrap_or(false))
             .map(|(t, _)| t)
             .collect();
-        let alive = |t: &TargetId| up.contains(t);
         let shippers: BTreeMap<u32, TargetId> = (0..placement.groups())
-            .filter_map(|pg| placement.targets(pg).iter().find(|t| alive(t)).map(|t| (pg, *t)))
+            .filter_map(|pg| placement.targets(pg).iter().find(|t| up.contains(t)).map(|t| (pg, *t)))
             .filter(|(_, t)| self.targets.contains(t))
             .collect();
+        let started_ms = now_ms();
+        let mut jobs: Vec<(TargetId, u32, Vec<TargetId>)> = Vec::new();
+        for &t in &self.targets {
+            match client.change_summary(t).await {
+                Ok(groups) => {
+                    for g in groups.into_iter().filter(|g| shippers.get(&g.pg) == Some(&t)) {
+                        let members = placement.targets(g.pg).iter().copied().filter(|m| up.contains(m)).collect();
+                        jobs.push((t, g.pg, members));
+                    }
+                }
+                Err(e) => tracing::debug!(target_id = %t, error = %e, "change summary failed"),
+            }
+        }
         let mut pending: HashMap<String, Pending> = HashMap::new();
         let mut busy = false;
-        let started_ms = now_ms();
-        for &t in &self.targets.clone() {
-            let groups = match self.client.change_summary(t).await {
-                Ok(g) => g,
-                Err(e) => {
-                    tracing::debug!(target_id = %t, error = %e, "change summary failed");
-                    continue;
+        let mut set = tokio::task::JoinSet::new();
+        let mut jobs = jobs.into_iter();
+        loop {
+            while set.len() < PGS_AT_ONCE {
+                let Some((t, pg, members)) = jobs.next() else { break };
+                let (inner, rules) = (self.inner.clone(), rules.clone());
+                set.spawn_local(async move { ship_log(&inner, &rules, t, pg, &members).await });
+            }
+            match set.join_next().await {
+                None => break,
+                Some(Ok(Ok((b, p)))) => {
+                    busy |= b;
+                    for (rule, p) in p {
+                        pending.entry(rule).or_default().add(&p);
+                    }
                 }
-            };
-            for g in groups {
-                if shippers.get(&g.pg) != Some(&t) {
-                    continue;
-                }
-                let members: Vec<TargetId> = placement.targets(g.pg).iter().copied().filter(|m| alive(m)).collect();
-                match self.ship_log(&rules, t, g.pg, &members, &mut pending).await {
-                    Ok(b) => busy |= b,
-                    Err(e) => tracing::debug!(pg = g.pg, error = %e, "shipping a group's log failed"),
-                }
+                Some(Ok(Err(e))) => tracing::debug!(error = %e, "shipping a group's log failed"),
+                Some(Err(e)) => tracing::warn!(error = %e, "a group's shipping task failed"),
             }
         }
         for rule in rules.iter().filter(|r| r.backfill) {
-            for (&pg, &t) in &shippers {
-                match self.backfill(rule, t, pg).await {
-                    Ok(b) => busy |= b,
-                    Err(e) => tracing::debug!(pg, rule = %rule.id, error = %e, "back-fill step failed"),
+            let todo: Vec<(u32, TargetId)> = {
+                let runs = self.inner.runs.borrow();
+                let done = runs.get(&rule.id).map(|r| r.backfilled.clone()).unwrap_or_default();
+                shippers.iter().filter(|(pg, _)| !done.contains(pg)).map(|(&pg, &t)| (pg, t)).collect()
+            };
+            let mut set = tokio::task::JoinSet::new();
+            let mut todo = todo.into_iter();
+            loop {
+                while set.len() < PGS_AT_ONCE {
+                    let Some((pg, t)) = todo.next() else { break };
+                    let (inner, rule) = (self.inner.clone(), rule.clone());
+                    set.spawn_local(async move { (pg, backfill(&inner, &rule, t, pg).await) });
+                }
+                match set.join_next().await {
+                    None => break,
+                    Some(Ok((_, Ok(b)))) => busy |= b,
+                    Some(Ok((pg, Err(e)))) => tracing::debug!(pg, rule = %rule.id, error = %e, "back-fill step failed"),
+                    Some(Err(e)) => tracing::warn!(error = %e, "a back-fill task failed"),
                 }
             }
         }
         self.publish(&rules, &shippers, &pending, started_ms);
         Ok(busy)
-    }
-
-    /// Ship one group's log page under every rule; forget what all are done
-    /// with.
-    async fn ship_log(
-        &mut self,
-        rules: &[CrrRule],
-        t: TargetId,
-        pg: u32,
-        members: &[TargetId],
-        pending: &mut HashMap<String, Pending>,
-    ) -> Result<bool, String> {
-        let page = self.client.change_log(t, pg, 0).await.map_err(|e| e.to_string())?;
-        let mut cursors: HashMap<String, RuleCursor> = page.cursors.into_iter().collect();
-        let mut busy = false;
-        for rule in rules {
-            let cur = cursors.get(&rule.id).cloned().unwrap_or_default();
-            let todo: Vec<(u64, Change)> = page
-                .entries
-                .iter()
-                .filter(|(lsn, c)| *lsn > cur.shipped_lsn && rule.wants(&c.bucket, c))
-                .cloned()
-                .collect();
-            if todo.is_empty() {
-                continue;
-            }
-            let mut left = &todo[..];
-            let ready = self.runs.get(&rule.id).is_some_and(RuleRun::ready);
-            if let (true, Some(link)) = (ready, self.links.get(&rule.dest_region).cloned()) {
-                let changes: Vec<Change> = todo.iter().map(|(_, c)| c.clone()).collect();
-                let b = Batch {
-                    client: &self.client,
-                    link: &link,
-                    rule,
-                    source: t,
-                    pg,
-                    region: &self.region,
-                    in_flight: self.cfg.in_flight,
-                    backfill: false,
-                };
-                let run = self.runs.get_mut(&rule.id).ok_or("rule state missing")?;
-                let shipped = ship(&b, &changes, &mut run.pacer).await;
-                record(run, &shipped, &self.metrics, &rule.id);
-                if let Some(i) = shipped.done_upto {
-                    let mut cur = cur.clone();
-                    cur.shipped_lsn = todo[i].0;
-                    self.client.set_crr_cursor(t, pg, &rule.id, cur.clone()).await.map_err(|e| e.to_string())?;
-                    cursors.insert(rule.id.clone(), cur);
-                    left = &todo[i + 1..];
-                    busy = true;
-                }
-            } else if !self.links.contains_key(&rule.dest_region) {
-                if let Some(run) = self.runs.get_mut(&rule.id) {
-                    run.last_error = Some(format!("no [[crr.peers]] entry for region {}", rule.dest_region));
-                }
-            }
-            let p = pending.entry(rule.id.clone()).or_default();
-            p.objects += left.len() as u64;
-            p.bytes += left.iter().map(|(_, c)| c.size_bytes).sum::<u64>();
-            if let Some(oldest) = left.iter().map(|(_, c)| c.made_ms()).min() {
-                p.oldest_ms = Some(p.oldest_ms.map_or(oldest, |o| o.min(oldest)));
-            }
-        }
-        let done: Vec<_> = page
-            .entries
-            .iter()
-            .filter(|(lsn, c)| {
-                rules
-                    .iter()
-                    .all(|r| !r.wants(&c.bucket, c) || cursors.get(&r.id).is_some_and(|k| k.shipped_lsn >= *lsn))
-            })
-            .map(|(_, c)| c.id())
-            .collect();
-        if !done.is_empty() {
-            self.client.forget_changes(t, pg, &done).await.map_err(|e| e.to_string())?;
-            let mut tasks = tokio::task::JoinSet::new();
-            for &m in members.iter().filter(|&&m| m != t) {
-                let (client, done) = (self.client.clone(), done.clone());
-                tasks.spawn(async move { client.forget_changes(m, pg, &done).await });
-            }
-            while tasks.join_next().await.is_some() {}
-            busy = true;
-        }
-        Ok(busy)
-    }
-
-    /// One back-fill page of one group for one rule.
-    async fn backfill(&mut self, rule: &CrrRule, t: TargetId, pg: u32) -> Result<bool, String> {
-        let ready = self.runs.get(&rule.id).is_some_and(|r| r.ready() && !r.backfilled.contains(&pg));
-        let Some(link) = self.links.get(&rule.dest_region).cloned().filter(|_| ready) else {
-            return Ok(false);
-        };
-        let cursors = self.client.change_log(t, pg, u64::MAX).await.map_err(|e| e.to_string())?.cursors;
-        let mut cur = cursors.into_iter().find(|(r, _)| r == &rule.id).map(|(_, c)| c).unwrap_or_default();
-        if cur.backfill_done {
-            if let Some(run) = self.runs.get_mut(&rule.id) {
-                run.backfilled.insert(pg);
-            }
-            return Ok(false);
-        }
-        let page = self.client.pg_list_page(t, pg, cur.backfill_after.clone()).await.map_err(|e| e.to_string())?;
-        let changes: Vec<Change> = page
-            .entries
-            .iter()
-            .filter(|e| e.at.bucket == rule.bucket && e.at.key.starts_with(&rule.prefix))
-            .filter(|e| e.state == VersionState::Committed)
-            .map(|e| Change {
-                bucket: e.at.bucket.clone(),
-                key: e.at.key.clone(),
-                version: e.at.version,
-                kind: ChangeKind::Put { delete_marker: false },
-                size_bytes: e.size_bytes,
-                at_ms: e.at.version.millis(),
-                origin: None,
-            })
-            .collect();
-        let b = Batch {
-            client: &self.client,
-            link: &link,
-            rule,
-            source: t,
-            pg,
-            region: &self.region,
-            in_flight: self.cfg.in_flight,
-            backfill: true,
-        };
-        let run = self.runs.get_mut(&rule.id).ok_or("rule state missing")?;
-        let shipped = ship(&b, &changes, &mut run.pacer).await;
-        record(run, &shipped, &self.metrics, &rule.id);
-        if shipped.error.is_some() {
-            return Ok(false);
-        }
-        let past = page.entries.last().is_none_or(|e| e.at.bucket > rule.bucket) || !page.more;
-        cur.backfill_done = past;
-        if let Some(last) = page.entries.last() {
-            cur.backfill_after = Some(last.at.clone());
-        }
-        self.client.set_crr_cursor(t, pg, &rule.id, cur).await.map_err(|e| e.to_string())?;
-        if past {
-            if let Some(run) = self.runs.get_mut(&rule.id) {
-                run.backfilled.insert(pg);
-            }
-        }
-        Ok(true)
     }
 
     fn publish(
@@ -374,10 +323,11 @@ impl Streamer {
         started_ms: u64,
     ) {
         let pgs: Vec<u32> = shippers.keys().copied().collect();
+        let runs = self.inner.runs.borrow();
         let out = rules
             .iter()
             .filter_map(|rule| {
-                let run = self.runs.get(&rule.id)?;
+                let run = runs.get(&rule.id)?;
                 let p = pending.get(&rule.id);
                 let mut lags: Vec<u64> = run.lags.iter().copied().collect();
                 lags.sort_unstable();
@@ -401,36 +351,147 @@ impl Streamer {
                 })
             })
             .collect();
-        self.metrics.crr.status.update(|s| {
+        self.inner.metrics.crr.status.update(|s| {
             s.node.clone_from(&self.node);
             s.rules = out;
         });
     }
 }
 
-/// Fold a batch's outcome into the rule's state and the lag histogram.
-fn record(run: &mut RuleRun, shipped: &super::ship::Shipped, metrics: &NodeMetrics, rule: &str) {
-    if !shipped.applied.is_empty() {
-        metrics.crr.lag.update(|m| {
-            let h = m.entry(rule.to_owned()).or_default();
-            for &(_, lag) in &shipped.applied {
-                h.record(lag);
-            }
-        });
-    }
-    for &(bytes, lag) in &shipped.applied {
-        run.shipped_objects += 1;
-        run.shipped_bytes += bytes;
-        run.lags.push_back(lag);
-        if run.lags.len() > LAG_WINDOW {
-            run.lags.pop_front();
+/// Ship one group's log page under every rule, then have every live
+/// member forget what all rules are done with. Returns whether it did
+/// something, and what each rule still has pending in the group.
+async fn ship_log(
+    inner: &Inner,
+    rules: &[CrrRule],
+    t: TargetId,
+    pg: u32,
+    members: &[TargetId],
+) -> Result<(bool, Vec<(String, Pending)>), String> {
+    let client = &inner.client;
+    let page = client.change_log(t, pg, 0).await.map_err(|e| e.to_string())?;
+    let mut cursors: HashMap<String, RuleCursor> = page.cursors.into_iter().collect();
+    let mut busy = false;
+    let mut pending = Vec::new();
+    for rule in rules {
+        let cur = cursors.get(&rule.id).cloned().unwrap_or_default();
+        let todo: Vec<(u64, Change)> = page
+            .entries
+            .iter()
+            .filter(|(lsn, c)| *lsn > cur.shipped_lsn && rule.wants(&c.bucket, c))
+            .cloned()
+            .collect();
+        if todo.is_empty() {
+            continue;
         }
+        let mut left = &todo[..];
+        if let Some((pacer, link)) = inner.ready(rule) {
+            let changes: Vec<Change> = todo.iter().map(|(_, c)| c.clone()).collect();
+            let b = Batch {
+                client,
+                link: &link,
+                rule,
+                source: t,
+                pg,
+                region: &inner.region,
+                in_flight: inner.cfg.in_flight,
+                backfill: false,
+            };
+            let shipped = ship(&b, &changes, &pacer).await;
+            inner.record(&rule.id, &shipped);
+            if let Some(i) = shipped.done_upto {
+                let mut cur = cur.clone();
+                cur.shipped_lsn = todo[i].0;
+                client.set_crr_cursor(t, pg, &rule.id, cur.clone()).await.map_err(|e| e.to_string())?;
+                cursors.insert(rule.id.clone(), cur);
+                left = &todo[i + 1..];
+                busy = true;
+            }
+        }
+        let p = Pending {
+            objects: left.len() as u64,
+            bytes: left.iter().map(|(_, c)| c.size_bytes).sum(),
+            oldest_ms: left.iter().map(|(_, c)| c.made_ms()).min(),
+        };
+        pending.push((rule.id.clone(), p));
     }
-    run.skipped += shipped.skipped;
-    match &shipped.error {
-        Some(e) => run.failed(e.clone()),
-        None => run.succeeded(),
+    let done: Vec<_> = page
+        .entries
+        .iter()
+        .filter(|(lsn, c)| {
+            rules.iter().all(|r| !r.wants(&c.bucket, c) || cursors.get(&r.id).is_some_and(|k| k.shipped_lsn >= *lsn))
+        })
+        .map(|(_, c)| c.id())
+        .collect();
+    if !done.is_empty() {
+        client.forget_changes(t, pg, &done).await.map_err(|e| e.to_string())?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for &m in members.iter().filter(|&&m| m != t) {
+            let (client, done) = (client.clone(), done.clone());
+            tasks.spawn(async move { client.forget_changes(m, pg, &done).await });
+        }
+        while tasks.join_next().await.is_some() {}
+        busy = true;
     }
+    Ok((busy, pending))
+}
+
+/// One back-fill page of one group for one rule.
+async fn backfill(inner: &Inner, rule: &CrrRule, t: TargetId, pg: u32) -> Result<bool, String> {
+    let Some((pacer, link)) = inner.ready(rule) else { return Ok(false) };
+    let client = &inner.client;
+    let cursors = client.change_log(t, pg, u64::MAX).await.map_err(|e| e.to_string())?.cursors;
+    let mut cur = cursors.into_iter().find(|(r, _)| r == &rule.id).map(|(_, c)| c).unwrap_or_default();
+    let mark_done = || {
+        if let Some(run) = inner.runs.borrow_mut().get_mut(&rule.id) {
+            run.backfilled.insert(pg);
+        }
+    };
+    if cur.backfill_done {
+        mark_done();
+        return Ok(false);
+    }
+    let page = client.pg_list_page(t, pg, cur.backfill_after.clone()).await.map_err(|e| e.to_string())?;
+    let changes: Vec<Change> = page
+        .entries
+        .iter()
+        .filter(|e| e.at.bucket == rule.bucket && e.at.key.starts_with(&rule.prefix))
+        .filter(|e| e.state == VersionState::Committed)
+        .map(|e| Change {
+            bucket: e.at.bucket.clone(),
+            key: e.at.key.clone(),
+            version: e.at.version,
+            kind: ChangeKind::Put { delete_marker: false },
+            size_bytes: e.size_bytes,
+            at_ms: e.at.version.millis(),
+            origin: None,
+        })
+        .collect();
+    let b = Batch {
+        client,
+        link: &link,
+        rule,
+        source: t,
+        pg,
+        region: &inner.region,
+        in_flight: inner.cfg.in_flight,
+        backfill: true,
+    };
+    let shipped = ship(&b, &changes, &pacer).await;
+    inner.record(&rule.id, &shipped);
+    if shipped.error.is_some() {
+        return Ok(false);
+    }
+    let past = page.entries.last().is_none_or(|e| e.at.bucket > rule.bucket) || !page.more;
+    cur.backfill_done = past;
+    if let Some(last) = page.entries.last() {
+        cur.backfill_after = Some(last.at.clone());
+    }
+    client.set_crr_cursor(t, pg, &rule.id, cur).await.map_err(|e| e.to_string())?;
+    if past {
+        mark_done();
+    }
+    Ok(true)
 }
 
 /// Node name of every target.

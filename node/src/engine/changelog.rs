@@ -61,7 +61,7 @@ pub(crate) fn pg_of(pgs: u32, bucket: &str, key: &str) -> u32 {
 /// Append one change at `lsn` (idempotent: replay writes the same row).
 fn append(txn: &WriteTransaction, pgs: u32, lsn: u64, change: &Change) -> Result<(), EngineError> {
     let pg = pg_of(pgs, &change.bucket, &change.key);
-    let purge = change.kind == ChangeKind::Purge;
+    let purge = change.kind.is_purge();
     let id = id_key(pg, &change.bucket, &change.key, change.version, purge);
     let mut ids = txn.open_table(CHANGE_IDS)?;
     let mut changes = txn.open_table(CHANGES)?;
@@ -102,13 +102,14 @@ pub(crate) fn log_purge(
     bucket: &str,
     key: &str,
     version: VersionId,
+    committed: bool,
     origin: Option<&str>,
 ) -> Result<(), EngineError> {
     let change = Change {
         bucket: bucket.to_owned(),
         key: key.to_owned(),
         version,
-        kind: ChangeKind::Purge,
+        kind: ChangeKind::Purge { committed },
         size_bytes: 0,
         at_ms: super::index::now_ms(),
         origin: origin.map(str::to_owned),

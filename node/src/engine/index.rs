@@ -200,10 +200,11 @@ pub(crate) fn apply(
             Ok(Applied::Commit)
         }
         RecordBody::Delete { bucket, key, version: Some(v), origin, .. } => {
+            let committed = txn.open_table(OBJECTS)?.get(obj_key(bucket, key, *v).as_slice())?.is_some();
             let removed = remove_version(txn, space, bucket, key, *v)?;
             let fresh = txn.open_table(PURGED)?.insert(obj_key(bucket, key, *v).as_slice(), lsn)?.is_none();
             if fresh {
-                changelog::log_purge(txn, pgs, lsn, bucket, key, *v, origin.as_deref())?;
+                changelog::log_purge(txn, pgs, lsn, bucket, key, *v, committed, origin.as_deref())?;
             }
             Ok(Applied::Purged { removed })
         }
