@@ -94,17 +94,16 @@ pub(crate) fn log_put(
     append(txn, pgs, lsn, &change)
 }
 
-/// Log a new purge tombstone.
+/// Log a new purge tombstone of `version`, which was `committed` here.
 pub(crate) fn log_purge(
     txn: &WriteTransaction,
     pgs: u32,
     lsn: u64,
-    bucket: &str,
-    key: &str,
-    version: VersionId,
+    at: (&str, &str, VersionId),
     committed: bool,
     origin: Option<&str>,
 ) -> Result<(), EngineError> {
+    let (bucket, key, version) = at;
     let change = Change {
         bucket: bucket.to_owned(),
         key: key.to_owned(),

@@ -204,7 +204,7 @@ pub(crate) fn apply(
             let removed = remove_version(txn, space, bucket, key, *v)?;
             let fresh = txn.open_table(PURGED)?.insert(obj_key(bucket, key, *v).as_slice(), lsn)?.is_none();
             if fresh {
-                changelog::log_purge(txn, pgs, lsn, bucket, key, *v, committed, origin.as_deref())?;
+                changelog::log_purge(txn, pgs, lsn, (bucket, key, *v), committed, origin.as_deref())?;
             }
             Ok(Applied::Purged { removed })
         }
