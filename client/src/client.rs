@@ -542,16 +542,29 @@ impl Client {
             tasks.push(tokio::spawn(async move { (i, client.inner.transport.call(addr, &req, &[], epoch).await) }));
         }
         let mut done = vec![false; geom.shards()];
+        let mut unreachable = vec![false; geom.shards()];
         let mut errors = Vec::new();
         for t in tasks {
             match t.await {
                 Ok((i, Ok(_))) => done[i] = true,
                 Ok((_, Err(e @ (ClientError::StaleMap { .. } | ClientError::NoSuchBucket { .. })))) => return Err(e),
-                Ok((i, Err(e))) => errors.push(format!("shard {i}: {e}")),
+                Ok((i, Err(e))) => {
+                    unreachable[i] = matches!(e, ClientError::Connection { .. } | ClientError::Timeout { .. });
+                    errors.push(format!("shard {i}: {e}"));
+                }
                 Err(e) => errors.push(e.to_string()),
             }
         }
-        if geom.rule_holds(&done) {
+        // A zone none of whose members answered is down: the purge holds
+        // under the degraded rule, like a write (repair purges the zone's
+        // copies from the tombstones when it returns).
+        let down: Vec<usize> = geom
+            .zones()
+            .iter()
+            .copied()
+            .filter(|&z| (0..geom.shards()).filter(|&i| geom.zone(i) == z).all(|i| unreachable[i]))
+            .collect();
+        if geom.rule_holds(&done) || geom.degraded_rule_holds(&done, &down) {
             return Ok(());
         }
         Err(ClientError::Unavailable {

@@ -159,6 +159,15 @@ impl PeerLink {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_frame(id, req, payload_len, 0)?;
         let conn = self.connection(addr).await?;
+        let region = &self.cfg.region;
+        // A refusal of this region's certificate arrives as the connection
+        // closing: say so rather than "connection lost".
+        let conn_err = |detail: String| match conn.close_reason() {
+            Some(reason) => conn_err(format!(
+                "region {region} closed the connection: {reason} (is this region in its trust store?)"
+            )),
+            None => conn_err(detail),
+        };
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_err(e.to_string()))?;
         send.write_all(&frame).await.map_err(|e| conn_err(e.to_string()))?;
         if let Some(body) = body {

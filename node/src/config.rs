@@ -134,7 +134,7 @@ fn default_crr_in_flight() -> usize {
     32
 }
 fn default_crr_timeout_ms() -> u64 {
-    10_000
+    5_000
 }
 
 fn default_repair_interval_ms() -> u64 {

@@ -274,17 +274,17 @@ async fn partition_between_regions_then_catch_up() {
     let seed = seed("partition");
     let r = Regions::start("partition");
     let (c1, c2) = (r.client("r1").await, r.client("r2").await);
-    bucket(&c1, "p", true).await;
-    bucket(&c2, "p", true).await;
-    add_rule(&r, "r1", "p-dr", "p", "r2", &[]);
-    load(&c1, "p", seed, "before", 50, Duration::from_secs(5)).await;
+    bucket(&c1, "part", true).await;
+    bucket(&c2, "part", true).await;
+    add_rule(&r, "r1", "part-dr", "part", "r2", &[]);
+    load(&c1, "part", seed, "before", 50, Duration::from_secs(5)).await;
     r.dev("cut-link", &r.dir, &[]);
-    let n = load(&c1, "p", seed ^ 3, "during", 100_000, Duration::from_secs(30)).await;
+    let n = load(&c1, "part", seed ^ 3, "during", 100_000, Duration::from_secs(30)).await;
     let status = r.cli("r1", &["crr", "status"]);
     println!("partition: {n} operations while cut\n{status}");
     r.dev("heal-link", &r.dir, &[]);
     let healed = Instant::now();
-    let total = converge(&c1, &c2, "p", "r1", Duration::from_secs(120)).await;
+    let total = converge(&c1, &c2, "part", "r1", Duration::from_secs(120)).await;
     println!("partition: caught up {total} versions {:.1} s after healing", healed.elapsed().as_secs_f64());
     // Nothing applied twice as a new version: the version sets are equal
     // (converge) and every copy in r2 keeps its r1 id.
@@ -308,31 +308,44 @@ async fn shipper_node_and_source_zone_die_mid_stream() {
     let seed = seed("shipper");
     let r = Regions::start("shipper");
     let (c1, c2) = (r.client("r1").await, r.client("r2").await);
-    bucket(&c1, "s", true).await;
-    bucket(&c2, "s", true).await;
-    add_rule(&r, "r1", "s-dr", "s", "r2", &[]);
-    let shipper = first_member_node(&c1, "s", "k0");
+    bucket(&c1, "ship", true).await;
+    bucket(&c2, "ship", true).await;
+    add_rule(&r, "r1", "ship-dr", "ship", "r2", &[]);
+    let shipper = first_member_node(&c1, "ship", "k0");
     let load1 = {
         let c1 = c1.clone();
-        tokio::spawn(async move { load(&c1, "s", seed, "a", 100_000, Duration::from_secs(12)).await })
+        tokio::spawn(async move { load(&c1, "ship", seed, "a", 100_000, Duration::from_secs(12)).await })
     };
     tokio::time::sleep(Duration::from_secs(4)).await;
     r.dev("kill-node", &r.region("r1"), &[&shipper]);
     println!("shipper: killed {shipper}, the first member of s/k0's group");
     load1.await.unwrap();
-    converge(&c1, &c2, "s", "r1", Duration::from_secs(90)).await;
+    converge(&c1, &c2, "ship", "r1", Duration::from_secs(90)).await;
     let zone = &shipper[..2];
     let other = if zone == "z1" { "z2" } else { "z1" };
     r.dev("start-node", &r.region("r1"), &[&shipper]);
+    // Let the restarted node rejoin (clients probe it back after their
+    // down window) before a second fault: 3+3 survives one at a time.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = c1.put("ship", "probe", vec![1]).await {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if common::fully_redundant(&c1, "ship", "probe", r.version).await {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "{shipper} did not rejoin");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let load2 = {
         let c1 = c1.clone();
-        tokio::spawn(async move { load(&c1, "s", seed ^ 5, "b", 100_000, Duration::from_secs(12)).await })
+        tokio::spawn(async move { load(&c1, "ship", seed ^ 5, "b", 100_000, Duration::from_secs(12)).await })
     };
     tokio::time::sleep(Duration::from_secs(4)).await;
     r.dev("stop-zone", &r.region("r1"), &[other]);
     println!("shipper: stopped source zone {other}");
     load2.await.unwrap();
-    let total = converge(&c1, &c2, "s", "r1", Duration::from_secs(90)).await;
+    let total = converge(&c1, &c2, "ship", "r1", Duration::from_secs(90)).await;
     println!("shipper: {total} versions identical in r2 with zone {other} of r1 down");
     r.dev("start-zone", &r.region("r1"), &[other]);
 }
@@ -342,7 +355,7 @@ async fn two_way_replication_converges_without_echo() {
     let seed = seed("two-way");
     let r = Regions::start("twoway");
     let (c1, c2) = (r.client("r1").await, r.client("r2").await);
-    for (b, versioned) in [("tw", true), ("lww", false)] {
+    for (b, versioned) in [("twoway", true), ("lastwins", false)] {
         bucket(&c1, b, versioned).await;
         bucket(&c2, b, versioned).await;
         add_rule(&r, "r1", &format!("{b}-12"), b, "r2", &[]);
@@ -350,13 +363,13 @@ async fn two_way_replication_converges_without_echo() {
     }
     // Both sides write the same keys at once.
     let (a, b, x, y) = tokio::join!(
-        load(&c1, "tw", seed, "one", 300, Duration::from_secs(15)),
-        load(&c2, "tw", seed ^ 9, "two", 300, Duration::from_secs(15)),
-        load(&c1, "lww", seed ^ 11, "one", 300, Duration::from_secs(15)),
-        load(&c2, "lww", seed ^ 13, "two", 300, Duration::from_secs(15))
+        load(&c1, "twoway", seed, "one", 300, Duration::from_secs(15)),
+        load(&c2, "twoway", seed ^ 9, "two", 300, Duration::from_secs(15)),
+        load(&c1, "lastwins", seed ^ 11, "one", 300, Duration::from_secs(15)),
+        load(&c2, "lastwins", seed ^ 13, "two", 300, Duration::from_secs(15))
     );
     println!("two-way: {a}/{b} versioned and {x}/{y} unversioned operations");
-    for bkt in ["tw", "lww"] {
+    for bkt in ["twoway", "lastwins"] {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let (s1, s2) = (snapshot(&c1, bkt).await, snapshot(&c2, bkt).await);
