@@ -375,7 +375,7 @@ capacity_bytes = 1073741824
     fn crr_section_parses_and_duplicate_peers_are_refused() {
         let peer =
             "[[crr.peers]]\nregion = \"r2\"\nca_cert = \"r2.pem\"\nserver_name = \"r2\"\naddrs = [\"10.0.0.1:7700\"]\n";
-        let text = format!("{MIN}\nca_cert = \"ca.pem\"\n[crr]\ncert = \"r.pem\"\nkey = \"r.key\"\n{peer}");
+        let text = format!("ca_cert = \"ca.pem\"\n{MIN}\n[crr]\ncert = \"r.pem\"\nkey = \"r.key\"\n{peer}");
         let cfg: NodeConfig = toml::from_str(&text).expect("parse");
         cfg.check().expect("valid");
         let crr = cfg.crr.expect("crr");

@@ -388,7 +388,15 @@ async fn two_way_replication_converges_without_echo() {
                 println!("two-way {bkt}: {} versions ({markers} delete markers) identical on both sides", s1.len());
                 break;
             }
-            assert!(Instant::now() < deadline, "{bkt}: sides differ: {} vs {} versions", s1.len(), s2.len());
+            if Instant::now() > deadline {
+                let only1: Vec<_> = s1.iter().filter(|(k, _)| !s2.contains_key(*k)).take(5).collect();
+                let only2: Vec<_> = s2.iter().filter(|(k, _)| !s1.contains_key(*k)).take(5).collect();
+                panic!(
+                    "{bkt}: sides differ: {} vs {} versions; only in r1 {only1:?}; only in r2 {only2:?}",
+                    s1.len(),
+                    s2.len()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         // The latest version of every key agrees (last writer by id wins).

@@ -27,6 +27,12 @@ pub(crate) const PREPARED: TableDefinition<&[u8], &[u8]> = TableDefinition::new(
 pub(crate) const PREPARED_AT: TableDefinition<&[u8], u64> = TableDefinition::new("prepared_at");
 /// Purged versions (tombstones): obj_key → LSN of the purge.
 pub(crate) const PURGED: TableDefinition<&[u8], u64> = TableDefinition::new("purged");
+/// Unversioned buckets: the newest committed version of a key that was
+/// purged. Every version of the key up to it is dead: a late commit of an
+/// older version (a slow writer, or a replica from another region) is
+/// removed at once, as if the purged version had superseded it.
+/// key_prefix → version (u128, big endian).
+pub(crate) const FLOORS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("floors");
 /// Shards that failed their checksum (scrubber or read), until repaired:
 /// shard_key → LSN of the finding.
 pub(crate) const CORRUPT: TableDefinition<&[u8], u64> = TableDefinition::new("corrupt");
@@ -186,6 +192,11 @@ pub(crate) fn apply(
             let Some(meta) = meta else {
                 return Err(EngineError::NotPrepared { key: key.clone(), version: *version });
             };
+            if !binfo.versioned && floor(txn, bucket, key)?.is_some_and(|f| *version <= f) {
+                // Superseded by a version purged since: dead on arrival.
+                remove_version(txn, space, bucket, key, *version)?;
+                return Ok(Applied::Commit);
+            }
             txn.open_table(OBJECTS)?.insert(okey.as_slice(), meta.as_slice())?;
             changelog::log_put(txn, pgs, lsn, bucket, &decode::<ObjectMeta>("object meta", &meta)?)?;
             if !binfo.versioned {
@@ -201,6 +212,13 @@ pub(crate) fn apply(
         }
         RecordBody::Delete { bucket, key, version: Some(v), origin, .. } => {
             let committed = txn.open_table(OBJECTS)?.get(obj_key(bucket, key, *v).as_slice())?.is_some();
+            let versioned = match txn.open_table(BUCKETS)?.get(bucket.as_str())? {
+                Some(b) => decode::<BucketInfo>("bucket", b.value())?.versioned,
+                None => true,
+            };
+            if committed && !versioned && floor(txn, bucket, key)?.is_none_or(|f| *v > f) {
+                txn.open_table(FLOORS)?.insert(key_prefix(bucket, key).as_slice(), v.0.to_be_bytes().as_slice())?;
+            }
             let removed = remove_version(txn, space, bucket, key, *v)?;
             let fresh = txn.open_table(PURGED)?.insert(obj_key(bucket, key, *v).as_slice(), lsn)?.is_none();
             if fresh {
@@ -278,6 +296,20 @@ pub(crate) fn apply(
                 }
             }
         }
+    }
+}
+
+/// The purge floor of a key in an unversioned bucket (see [`FLOORS`]).
+fn floor(txn: &WriteTransaction, bucket: &str, key: &str) -> Result<Option<VersionId>, EngineError> {
+    match txn.open_table(FLOORS)?.get(key_prefix(bucket, key).as_slice())? {
+        Some(v) => {
+            let raw: [u8; 16] = v.value().try_into().map_err(|_| EngineError::IndexCorrupt {
+                what: "purge floor",
+                detail: format!("{} bytes, want 16", v.value().len()),
+            })?;
+            Ok(Some(VersionId(u128::from_be_bytes(raw))))
+        }
+        None => Ok(None),
     }
 }
 

@@ -597,3 +597,29 @@ fn change_log_holds_every_acknowledged_change_across_crashes() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Unversioned buckets: once the newest version of a key is purged, a late
+/// commit of an older version (a slow writer, or a replica from another
+/// region) stays dead, on every replica alike; a newer one lives.
+#[test]
+fn a_purged_newest_version_keeps_older_ones_dead_in_unversioned_buckets() {
+    let dir = tempdir("floor");
+    let cfg = config(&dir, 8 * 1_024 * 1_024);
+    incarnation(Backend::Psync, &cfg, async |e: Engine| {
+        e.create_bucket(bucket("u", false)).await.expect("bucket");
+        let (v1, v2, v3) = (VersionId(1 << 64), VersionId(2 << 64), VersionId(3 << 64));
+        put(&e, "u", "k", v2, b"two").await.expect("put v2");
+        assert!(e.purge("u", "k", v2, None).await.expect("purge v2"));
+        put(&e, "u", "k", v1, b"one").await.expect("late v1");
+        assert!(matches!(get(&e, "u", "k").await, Err(EngineError::NoSuchKey { .. })), "v1 is below the floor");
+        put(&e, "u", "k", v3, b"three").await.expect("put v3");
+        assert_eq!(get(&e, "u", "k").await.expect("v3"), b"three");
+        // Versioned buckets keep every version whatever was purged.
+        e.create_bucket(bucket("v", true)).await.expect("bucket");
+        put(&e, "v", "k", v2, b"two").await.expect("put v2");
+        assert!(e.purge("v", "k", v2, None).await.expect("purge v2"));
+        put(&e, "v", "k", v1, b"one").await.expect("put v1");
+        assert_eq!(get(&e, "v", "k").await.expect("v1"), b"one");
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
