@@ -51,6 +51,15 @@ impl Client {
         .await
     }
 
+    /// The whole body of a version whose metadata the caller already holds
+    /// (read from a member of its group): the read skips resolving the
+    /// version by quorum. The replication streamer reads this way.
+    pub fn body_of(&self, bucket: &str, meta: tessera_wire::ObjectMeta) -> crate::ObjectBody {
+        let view = self.view();
+        let (key, len) = (meta.key.clone(), meta.size_bytes);
+        crate::ObjectBody::new(self.clone(), view, bucket.to_owned(), key, meta, 0, len, true)
+    }
+
     /// Groups of `target` whose change log holds entries.
     pub async fn change_summary(&self, target: TargetId) -> Result<Vec<PgBacklog>, ClientError> {
         match self.target_call(target, &Request::ChangeSummary(ChangeSummary { target }), &[]).await? {

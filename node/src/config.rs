@@ -128,7 +128,7 @@ pub struct CrrPeer {
 }
 
 fn default_crr_poll_ms() -> u64 {
-    100
+    50
 }
 fn default_crr_in_flight() -> usize {
     32
@@ -379,7 +379,7 @@ capacity_bytes = 1073741824
         let cfg: NodeConfig = toml::from_str(&text).expect("parse");
         cfg.check().expect("valid");
         let crr = cfg.crr.expect("crr");
-        assert_eq!((crr.poll_ms, crr.peers.len(), crr.peers[0].addrs.len()), (100, 1, 1));
+        assert_eq!((crr.poll_ms, crr.peers.len(), crr.peers[0].addrs.len()), (50, 1, 1));
         let twice: NodeConfig = toml::from_str(&format!("{text}{peer}")).expect("parse");
         assert!(matches!(twice.check(), Err(ConfigError::Invalid(m)) if m.contains("appears twice")));
         assert!(toml::from_str::<NodeConfig>(&format!("{text}bogus = 1\n")).is_err(), "unknown key in a peer");

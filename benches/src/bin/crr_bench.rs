@@ -4,7 +4,7 @@
 //!
 //! - `lag`: a steady load of `--rate` PUTs per second of `--object-kib`
 //!   into r1 for `--secs`; a watcher polls r2 for each version (every
-//!   10 ms) and the streamers report their own lag (version time to apply
+//!   50 ms) and the streamers report their own lag (version time to apply
 //!   acknowledgement). Prints p50/p99/max of both.
 //! - `catchup`: cut the link, write `--objects` objects of `--object-kib`,
 //!   heal, and time until r2 holds every one: catch-up objects/s and MiB/s.
@@ -113,7 +113,7 @@ async fn lag(args: &Args, r1: Client, r2: Client) -> anyhow::Result<()> {
                     // Overwritten there by a newer one (unversioned bucket)
                     // counts as arrived too: only reached via this one.
                     Ok(VersionHeld::Committed(_) | VersionHeld::Purged) => break,
-                    _ => tokio::time::sleep(Duration::from_millis(10)).await,
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
             }
             if let Ok(mut e) = ext.lock() {
@@ -131,7 +131,7 @@ async fn lag(args: &Args, r1: Client, r2: Client) -> anyhow::Result<()> {
         pct(put_ms)
     );
     let ext = external.lock().map(|e| e.clone()).unwrap_or_default();
-    println!("lag: PUT start in r1 to visible in r2 (polled every 10 ms): {}", pct(ext));
+    println!("lag: PUT start in r1 to visible in r2 (polled every 50 ms): {}", pct(ext));
     for (name, addr) in r1.node_addrs() {
         if let Ok(s) = r1.crr_status(addr).await {
             for r in s.rules.iter().filter(|r| r.shipped_objects > 0) {

@@ -19,6 +19,9 @@ use tokio::io::AsyncReadExt;
 use crate::metrics::NodeMetrics;
 use crate::tls::PeerTrust;
 
+/// Versions up to this size are written without looking first.
+const SMALL_BYTES: u64 = 1_048_576;
+
 /// What the endpoint needs.
 pub(crate) struct Endpoint {
     pub(crate) client: Client,
@@ -178,7 +181,16 @@ async fn apply(ep: &Endpoint, peer: &str, a: CrrApply, payload_len: u64, recv: &
                 );
             }
             meta.origin = Some(a.origin.clone());
-            match ep.client.version_held(&a.dest_bucket, &meta.key, meta.version).await {
+            // Large versions: look before reading the bytes (a re-ship of
+            // one this region holds stops here). Small ones go straight to
+            // the write, which is a no-op on targets that hold the version
+            // and refused where it was purged.
+            let held = if payload_len > SMALL_BYTES {
+                ep.client.version_held(&a.dest_bucket, &meta.key, meta.version).await
+            } else {
+                Ok(VersionHeld::Absent)
+            };
+            match held {
                 Ok(VersionHeld::Committed(_) | VersionHeld::Purged) => Ok(false),
                 Ok(VersionHeld::Absent) => {
                     let source = (&mut *recv).take(payload_len);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tessera_client::{Client, ClientError, GetOptions, PeerLink};
+use tessera_client::{Client, ClientError, PeerLink};
 use tessera_wire::crr::{Change, ChangeKind, CrrApply, CrrHave, CrrOp, CrrOps, CrrRule, HAVE_ITEMS_MAX};
 use tessera_wire::TargetId;
 
@@ -191,11 +191,12 @@ async fn apply_one(
     if bytes == 0 {
         return link.apply(pick, req, None).await.map(|applied| applied.then_some(0));
     }
-    let opts = GetOptions { version: Some(c.version), ..GetOptions::default() };
-    let mut got = match client.get(&c.bucket, &c.key, opts).await {
-        Ok(g) => g,
-        Err(ClientError::NoSuchKey { .. }) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    link.apply(pick, req, Some(&mut got.body)).await.map(|applied| applied.then_some(bytes))
+    let CrrOp::Put(meta) = &req.op else { return Ok(None) };
+    let mut body = client.body_of(&c.bucket, meta.clone());
+    match link.apply(pick, req, Some(&mut body)).await {
+        Ok(applied) => Ok(applied.then_some(bytes)),
+        // Purged here while being read: its purge follows in the log.
+        Err(ClientError::VersionGone { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }

@@ -163,8 +163,17 @@ impl Inner {
     }
 }
 
+/// What a group's shipping task returns: did it move anything, and what
+/// each rule still has pending in the group.
+type GroupResult = (u32, Result<(bool, Vec<(String, Pending)>), String>);
+
 pub(crate) struct Streamer {
     inner: Rc<Inner>,
+    /// Groups being shipped, one task each.
+    shipping: tokio::task::JoinSet<GroupResult>,
+    in_flight: BTreeSet<u32>,
+    /// Pending figures of each group, from its last finished task.
+    pending: BTreeMap<u32, Vec<(String, Pending)>>,
     map: Arc<MapState>,
     node: String,
     targets: BTreeSet<TargetId>,
@@ -184,21 +193,54 @@ impl Streamer {
     ) -> Streamer {
         let region = map.map().region.clone();
         let inner = Rc::new(Inner { client, links, cfg, metrics, region, runs: RefCell::new(HashMap::new()) });
-        Streamer { inner, map, node, targets, alive: HashMap::new(), alive_at: None }
+        Streamer {
+            inner,
+            shipping: tokio::task::JoinSet::new(),
+            in_flight: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            map,
+            node,
+            targets,
+            alive: HashMap::new(),
+            alive_at: None,
+        }
     }
 
-    /// Run forever.
+    /// Run forever: a round, then the next as soon as a group's task
+    /// finishes (or after `poll_ms` when nothing is in flight).
     pub(crate) async fn run(mut self) {
         loop {
-            let busy = match self.round().await {
-                Ok(busy) => busy,
-                Err(e) => {
-                    tracing::debug!(error = %e, "replication round failed");
-                    false
+            if let Err(e) = self.round().await {
+                tracing::debug!(error = %e, "replication round failed");
+            }
+            let poll = tokio::time::sleep(Duration::from_millis(self.inner.cfg.poll_ms));
+            tokio::select! {
+                Some(done) = self.shipping.join_next(), if !self.shipping.is_empty() => self.harvest(done),
+                () = poll => {}
+            }
+            while let Some(done) = self.shipping.try_join_next() {
+                self.harvest(done);
+            }
+        }
+    }
+
+    fn harvest(&mut self, done: Result<GroupResult, tokio::task::JoinError>) {
+        match done {
+            Ok((pg, r)) => {
+                self.in_flight.remove(&pg);
+                match r {
+                    Ok((_, pending)) => {
+                        self.pending.insert(pg, pending);
+                    }
+                    Err(e) => tracing::debug!(pg, error = %e, "shipping a group's log failed"),
                 }
-            };
-            if !busy {
-                tokio::time::sleep(Duration::from_millis(self.inner.cfg.poll_ms)).await;
+            }
+            Err(e) => {
+                // A panicked task's group is unknown: drop every mark. A
+                // group shipped twice at once is harmless (apply is
+                // idempotent); the panic is a bug worth the log line.
+                tracing::warn!(error = %e, "a group's shipping task failed");
+                self.in_flight.clear();
             }
         }
     }
@@ -225,8 +267,9 @@ impl Streamer {
         self.alive_at = Some(Instant::now());
     }
 
-    /// One pass over the groups this node ships, `PGS_AT_ONCE` groups at a
-    /// time. True if it did something (the next pass starts at once).
+    /// Start shipping the groups with log entries that have no task yet
+    /// (at most `PGS_AT_ONCE` at once), and take a back-fill step. True if
+    /// it started something.
     async fn round(&mut self) -> Result<bool, String> {
         let map = self.map.map();
         let client = self.inner.client.clone();
@@ -267,27 +310,22 @@ impl Streamer {
                 Err(e) => tracing::debug!(target_id = %t, error = %e, "change summary failed"),
             }
         }
-        let mut pending: HashMap<String, Pending> = HashMap::new();
+        // Groups ship independently: a slow group (a disk flush tail, a
+        // large object) never holds up the others.
+        let with_log: BTreeSet<u32> = jobs.iter().map(|(_, pg, _)| *pg).collect();
+        let in_flight = &self.in_flight;
+        self.pending.retain(|pg, _| with_log.contains(pg) || in_flight.contains(pg));
         let mut busy = false;
-        let mut set = tokio::task::JoinSet::new();
-        let mut jobs = jobs.into_iter();
-        loop {
-            while set.len() < PGS_AT_ONCE {
-                let Some((t, pg, members)) = jobs.next() else { break };
-                let (inner, rules) = (self.inner.clone(), rules.clone());
-                set.spawn_local(async move { ship_log(&inner, &rules, t, pg, &members).await });
+        for (t, pg, members) in jobs {
+            if self.in_flight.len() >= PGS_AT_ONCE {
+                break;
             }
-            match set.join_next().await {
-                None => break,
-                Some(Ok(Ok((b, p)))) => {
-                    busy |= b;
-                    for (rule, p) in p {
-                        pending.entry(rule).or_default().add(&p);
-                    }
-                }
-                Some(Ok(Err(e))) => tracing::debug!(error = %e, "shipping a group's log failed"),
-                Some(Err(e)) => tracing::warn!(error = %e, "a group's shipping task failed"),
+            if !self.in_flight.insert(pg) {
+                continue;
             }
+            let (inner, rules) = (self.inner.clone(), rules.clone());
+            self.shipping.spawn_local(async move { (pg, ship_log(&inner, &rules, t, pg, &members).await) });
+            busy = true;
         }
         for rule in rules.iter().filter(|r| r.backfill) {
             let todo: Vec<(u32, TargetId)> = {
@@ -305,10 +343,16 @@ impl Streamer {
                 }
                 match set.join_next().await {
                     None => break,
-                    Some(Ok((_, Ok(b)))) => busy |= b,
+                    Some(Ok((_, Ok(_)))) => {}
                     Some(Ok((pg, Err(e)))) => tracing::debug!(pg, rule = %rule.id, error = %e, "back-fill step failed"),
                     Some(Err(e)) => tracing::warn!(error = %e, "a back-fill task failed"),
                 }
+            }
+        }
+        let mut pending: HashMap<String, Pending> = HashMap::new();
+        for per_rule in self.pending.values() {
+            for (rule, p) in per_rule {
+                pending.entry(rule.clone()).or_default().add(p);
             }
         }
         self.publish(&rules, &shippers, &pending, started_ms);
