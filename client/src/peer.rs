@@ -49,6 +49,9 @@ pub struct PeerLink {
     cfg: PeerConfig,
     endpoint: quinn::Endpoint,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// One handshake at a time: the requests that find no connection wait
+    /// for it instead of each opening their own.
+    connecting: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
 }
 
@@ -108,7 +111,13 @@ impl PeerLink {
         let mut endpoint =
             quinn::Endpoint::client(bind).map_err(|e| ClientError::Config { detail: format!("UDP socket: {e}") })?;
         endpoint.set_default_client_config(client_cfg);
-        Ok(PeerLink { cfg, endpoint, conns: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1) })
+        Ok(PeerLink {
+            cfg,
+            endpoint,
+            conns: Mutex::new(HashMap::new()),
+            connecting: tokio::sync::Mutex::new(()),
+            next_id: AtomicU64::new(1),
+        })
     }
 
     /// The peer's region name.
@@ -118,10 +127,14 @@ impl PeerLink {
 
     async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, ClientError> {
         let conn_err = |detail: String| ClientError::Connection { addr: addr.to_string(), detail };
-        if let Ok(conns) = self.conns.lock() {
-            if let Some(c) = conns.get(&addr).filter(|c| c.close_reason().is_none()) {
-                return Ok(c.clone());
-            }
+        let cached =
+            || self.conns.lock().ok().and_then(|c| c.get(&addr).filter(|c| c.close_reason().is_none()).cloned());
+        if let Some(c) = cached() {
+            return Ok(c);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = cached() {
+            return Ok(c);
         }
         let connecting = self.endpoint.connect(addr, &self.cfg.server_name).map_err(|e| conn_err(e.to_string()))?;
         let conn = tokio::time::timeout(self.cfg.timeout, connecting)

@@ -100,7 +100,8 @@ pub struct CrrConfig {
     /// How often the streamer looks for new changes when idle.
     #[serde(default = "default_crr_poll_ms")]
     pub poll_ms: u64,
-    /// Changes one node applies to a destination at once (flow control).
+    /// Changes one node applies at a destination at once, per rule, across
+    /// all the groups it ships (flow control).
     #[serde(default = "default_crr_in_flight")]
     pub in_flight: usize,
     /// Deadline of one request to a peer region.
@@ -134,7 +135,7 @@ fn default_crr_in_flight() -> usize {
     32
 }
 fn default_crr_timeout_ms() -> u64 {
-    5_000
+    15_000
 }
 
 fn default_repair_interval_ms() -> u64 {

@@ -58,6 +58,9 @@ enum Cmd {
         /// Storage class: standard or ia (default: the bucket's).
         #[arg(long)]
         class: Option<String>,
+        /// Access: private, public-read or public-read-write.
+        #[arg(long, default_value = "private")]
+        acl: String,
     },
     /// Download BUCKET/KEY to FILE (stdout without FILE).
     Get {
@@ -216,8 +219,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 c.create_bucket(&bucket, tessera_client::BucketOptions { versioned, ..Default::default() }).await?;
             println!("bucket {} ready{}", info.name, if info.versioned { " (versioned)" } else { "" });
         }
-        Cmd::Put { file, target, content_type, class } => {
+        Cmd::Put { file, target, content_type, class, acl } => {
             let (bucket, key) = split_path(&target)?;
+            let acl = match acl.as_str() {
+                "private" => tessera_wire::Acl::Private,
+                "public-read" => tessera_wire::Acl::PublicRead,
+                "public-read-write" => tessera_wire::Acl::PublicReadWrite,
+                o => {
+                    return Err(CliError::Usage(format!(
+                        "unknown acl {o:?}: use private, public-read or public-read-write"
+                    )))
+                }
+            };
             let storage_class = match class.as_deref() {
                 None => None,
                 Some("standard") => Some(StorageClass::Standard),
@@ -225,7 +238,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 Some(o) => return Err(CliError::Usage(format!("unknown storage class {o:?}: use standard or ia"))),
             };
             let c = client(cli.config).await?;
-            let opts = PutOptions { content_type, storage_class, ..Default::default() };
+            let opts = PutOptions { content_type, storage_class, acl, ..Default::default() };
             let receipt = if file == "-" {
                 c.put_stream(bucket, key, tokio::io::stdin(), opts).await?
             } else {
@@ -395,6 +408,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             println!("content type:  {}", m.content_type.as_deref().unwrap_or("-"));
             println!("owner:         {}", m.owner);
             println!("storage class: {:?}", m.storage_class);
+            println!("acl:           {:?}", m.acl);
+            println!("origin:        {}", m.origin.as_deref().unwrap_or("- (written in this region)"));
             println!(
                 "stripes:       {} x {} bytes, {}+{} shards",
                 m.stripe_count, m.stripe_bytes, m.ec.data, m.ec.parity

@@ -252,6 +252,9 @@ async fn steady_load_replicates_every_change_exactly() {
     }
     let ls = r.cli("r1", &["crr", "ls"]);
     assert!(ls.contains("vers-dr") && ls.contains("plain-dr"), "{ls}");
+    let file = r.dir.join("probe.txt");
+    std::fs::write(&file, b"acl and origin travel").unwrap();
+    r.cli("r1", &["put", "--acl", "public-read", "--content-type", "text/plain", file.to_str().unwrap(), "vers/probe"]);
     let (a, b) = tokio::join!(
         load(&c1, "vers", seed, "v", 400, Duration::from_secs(20)),
         load(&c1, "plain", seed ^ 7, "p", 400, Duration::from_secs(20))
@@ -263,6 +266,8 @@ async fn steady_load_replicates_every_change_exactly() {
     let status = r.cli("r1", &["crr", "status"]);
     println!("{status}");
     assert!(status.contains("vers-dr") && !status.contains("last error"), "{status}");
+    let stat = r.cli("r2", &["stat", "vers/probe"]);
+    assert!(stat.contains("PublicRead") && stat.contains("origin:        r1") && stat.contains("text/plain"), "{stat}");
     // Listing (latest versions) agrees as well.
     for b in ["vers", "plain"] {
         assert_eq!(r.cli("r1", &["ls", b]), r.cli("r2", &["ls", b]), "ls {b}");

@@ -56,7 +56,10 @@ pub(crate) struct Batch<'a> {
     pub(crate) source: TargetId,
     pub(crate) pg: u32,
     pub(crate) region: &'a str,
-    pub(crate) in_flight: usize,
+    /// The rule's apply slots on this node, shared by all its groups: the
+    /// flow control that keeps a catch-up from flooding the destination
+    /// (and timing out into retries of the same work).
+    pub(crate) slots: &'a Arc<tokio::sync::Semaphore>,
     /// Back-fill: the changes come from a listing, not the log, so the
     /// rule's filters on origin and markers are checked on the metadata,
     /// and the destination is asked first which it has (most of a
@@ -93,18 +96,20 @@ pub(crate) async fn ship(b: &Batch<'_>, changes: &[Change], pacer: &Pacer) -> Sh
                 out.skipped += 1;
                 continue;
             }
-            while tasks.len() >= b.in_flight {
-                failed |= collect(tasks.join_next().await, &mut ok, &mut out);
+            while let Some(done) = tasks.try_join_next() {
+                failed |= collect(Some(done), &mut ok, &mut out);
             }
             if failed {
                 break;
             }
+            let Ok(permit) = b.slots.clone().acquire_owned().await else { break };
             let at = pacer.reserve(c.size_bytes, b.rule.bandwidth_mib_s);
             tokio::time::sleep_until(at.into()).await;
             let (client, link, rule, c) = (b.client.clone(), b.link.clone(), b.rule.clone(), c.clone());
             let (source, pg, region, backfill) = (b.source, b.pg, b.region.to_owned(), b.backfill);
             tasks.spawn(async move {
                 let r = apply_one(&client, &link, &rule, source, pg, &region, &c, backfill).await;
+                drop(permit);
                 (base + i, c.made_ms(), r)
             });
         }

@@ -43,6 +43,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A rule's run-time state on this node.
 struct RuleRun {
     pacer: Rc<Pacer>,
+    slots: Arc<tokio::sync::Semaphore>,
     retry_at: Option<Instant>,
     backoff: Duration,
     last_error: Option<String>,
@@ -54,9 +55,10 @@ struct RuleRun {
 }
 
 impl RuleRun {
-    fn new() -> RuleRun {
+    fn new(in_flight: usize) -> RuleRun {
         RuleRun {
             pacer: Rc::new(Pacer::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(in_flight)),
             retry_at: None,
             backoff: Duration::from_millis(250),
             last_error: None,
@@ -121,8 +123,9 @@ struct Inner {
 }
 
 impl Inner {
-    /// The rule's pacer and link if it may ship now.
-    fn ready(&self, rule: &CrrRule) -> Option<(Rc<Pacer>, Arc<PeerLink>)> {
+    /// The rule's pacer, apply slots and link if it may ship now.
+    #[allow(clippy::type_complexity)]
+    fn ready(&self, rule: &CrrRule) -> Option<(Rc<Pacer>, Arc<tokio::sync::Semaphore>, Arc<PeerLink>)> {
         let mut runs = self.runs.borrow_mut();
         let run = runs.get_mut(&rule.id)?;
         match self.links.get(&rule.dest_region) {
@@ -130,7 +133,7 @@ impl Inner {
                 run.last_error = Some(format!("no [[crr.peers]] entry for region {}", rule.dest_region));
                 None
             }
-            Some(link) if run.ready() => Some((run.pacer.clone(), link.clone())),
+            Some(link) if run.ready() => Some((run.pacer.clone(), run.slots.clone(), link.clone())),
             Some(_) => None,
         }
     }
@@ -285,7 +288,7 @@ impl Streamer {
             let mut runs = self.inner.runs.borrow_mut();
             runs.retain(|id, _| rules.iter().any(|r| &r.id == id));
             for r in rules.iter() {
-                runs.entry(r.id.clone()).or_insert_with(RuleRun::new);
+                runs.entry(r.id.clone()).or_insert_with(|| RuleRun::new(self.inner.cfg.in_flight));
             }
         }
         let up: BTreeSet<TargetId> = node_of(&map)
@@ -429,7 +432,7 @@ async fn ship_log(
             continue;
         }
         let mut left = &todo[..];
-        if let Some((pacer, link)) = inner.ready(rule) {
+        if let Some((pacer, slots, link)) = inner.ready(rule) {
             let changes: Vec<Change> = todo.iter().map(|(_, c)| c.clone()).collect();
             let b = Batch {
                 client,
@@ -438,7 +441,7 @@ async fn ship_log(
                 source: t,
                 pg,
                 region: &inner.region,
-                in_flight: inner.cfg.in_flight,
+                slots: &slots,
                 backfill: false,
             };
             let shipped = ship(&b, &changes, &pacer).await;
@@ -482,7 +485,7 @@ async fn ship_log(
 
 /// One back-fill page of one group for one rule.
 async fn backfill(inner: &Inner, rule: &CrrRule, t: TargetId, pg: u32) -> Result<bool, String> {
-    let Some((pacer, link)) = inner.ready(rule) else { return Ok(false) };
+    let Some((pacer, slots, link)) = inner.ready(rule) else { return Ok(false) };
     let client = &inner.client;
     let cursors = client.change_log(t, pg, u64::MAX).await.map_err(|e| e.to_string())?.cursors;
     let mut cur = cursors.into_iter().find(|(r, _)| r == &rule.id).map(|(_, c)| c).unwrap_or_default();
@@ -511,16 +514,7 @@ async fn backfill(inner: &Inner, rule: &CrrRule, t: TargetId, pg: u32) -> Result
             origin: None,
         })
         .collect();
-    let b = Batch {
-        client,
-        link: &link,
-        rule,
-        source: t,
-        pg,
-        region: &inner.region,
-        in_flight: inner.cfg.in_flight,
-        backfill: true,
-    };
+    let b = Batch { client, link: &link, rule, source: t, pg, region: &inner.region, slots: &slots, backfill: true };
     let shipped = ship(&b, &changes, &pacer).await;
     inner.record(&rule.id, &shipped);
     if shipped.error.is_some() {
