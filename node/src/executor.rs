@@ -151,7 +151,9 @@ fn core_main(
                 reserve_segments: t.reserve_segments,
                 checkpoint_interval: Duration::from_millis(t.checkpoint_interval_ms),
                 compaction_live_fraction_max: t.compaction_live_fraction_max,
-                placement_groups: map.map().placement_groups,
+                // Only nodes that replicate keep change logs: without
+                // [crr] nothing would ship or trim them.
+                placement_groups: if cfg.crr.is_some() { map.map().placement_groups } else { 0 },
             };
             match Engine::open(ecfg, io.clone(), pool.clone()).await {
                 Ok(e) => {

@@ -59,7 +59,11 @@ pub(crate) fn pg_of(pgs: u32, bucket: &str, key: &str) -> u32 {
 }
 
 /// Append one change at `lsn` (idempotent: replay writes the same row).
+/// `pgs` 0: this target keeps no change log.
 fn append(txn: &WriteTransaction, pgs: u32, lsn: u64, change: &Change) -> Result<(), EngineError> {
+    if pgs == 0 {
+        return Ok(());
+    }
     let pg = pg_of(pgs, &change.bucket, &change.key);
     let purge = change.kind.is_purge();
     let id = id_key(pg, &change.bucket, &change.key, change.version, purge);

@@ -58,7 +58,8 @@ pub struct EngineConfig {
     /// Compact a sealed segment when its live bytes fall below this fraction.
     pub compaction_live_fraction_max: f64,
     /// Placement groups of the region (fixed for its life): the change
-    /// log is kept per group.
+    /// log is kept per group. 0 keeps no change log (a node without
+    /// `[crr]`: nothing would ever ship or trim it).
     pub placement_groups: u32,
 }
 
