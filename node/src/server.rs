@@ -67,7 +67,7 @@ pub(crate) async fn serve(ctx: Rc<CoreCtx>, endpoint: quinn::Endpoint) {
     }
 }
 
-fn error_response(code: ErrorCode, detail: impl std::fmt::Display) -> Response {
+pub(crate) fn error_response(code: ErrorCode, detail: impl std::fmt::Display) -> Response {
     let mut detail = detail.to_string();
     if detail.len() > tessera_wire::limits::ERROR_DETAIL_BYTES_MAX {
         let mut cut = tessera_wire::limits::ERROR_DETAIL_BYTES_MAX;

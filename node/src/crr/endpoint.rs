@@ -11,12 +11,11 @@ use rustls_pki_types::CertificateDer;
 use tessera_client::{Client, ClientError, VersionHeld};
 use tessera_wire::crr::{CrrApply, CrrApplyOk, CrrHave, CrrHaveOk, CrrOp};
 use tessera_wire::limits::BODY_BYTES_MAX;
-use tessera_wire::{
-    decode_request, encode_frame, ErrorBody, ErrorCode, FrameHeader, Request, Response, FRAME_HEADER_LEN,
-};
+use tessera_wire::{decode_request, encode_frame, ErrorCode, FrameHeader, Request, Response, FRAME_HEADER_LEN};
 use tokio::io::AsyncReadExt;
 
 use crate::metrics::NodeMetrics;
+use crate::server::error_response as error;
 use crate::tls::PeerTrust;
 
 /// Versions up to this size are written without looking first.
@@ -61,16 +60,6 @@ pub(crate) async fn serve(ep: Rc<Endpoint>, endpoint: quinn::Endpoint) {
             }
         });
     }
-}
-
-fn error(code: ErrorCode, detail: impl std::fmt::Display) -> Response {
-    let mut detail = detail.to_string();
-    let mut cut = detail.len().min(tessera_wire::limits::ERROR_DETAIL_BYTES_MAX);
-    while !detail.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    detail.truncate(cut);
-    Response::Error(ErrorBody { code, detail })
 }
 
 fn client_error(e: &ClientError) -> Response {

@@ -64,15 +64,7 @@ pub(crate) fn start(
         let metrics = metrics.clone();
         let client_cfg = client_cfg.clone();
         tokio::task::spawn_local(async move {
-            let client = loop {
-                match tessera_client::Client::connect(client_cfg.clone()).await {
-                    Ok(c) => break c,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "replication endpoint waiting for the region");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            };
+            let client = connect(client_cfg, "replication endpoint").await;
             tracing::info!(%listen, %region, "replication endpoint serving");
             let ep = Rc::new(endpoint::Endpoint { client, trust, region, metrics });
             endpoint::serve(ep, endpoint).await;
@@ -80,16 +72,22 @@ pub(crate) fn start(
     }
     let node = cfg.node_name.clone();
     tokio::task::spawn_local(async move {
-        let client = loop {
-            match tessera_client::Client::connect(client_cfg.clone()).await {
-                Ok(c) => break c,
-                Err(e) => {
-                    tracing::debug!(error = %e, "replication streamer waiting for the region");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        };
+        let client = connect(client_cfg, "replication streamer").await;
         streamer::Streamer::new(client, map, node, targets, links, crr, metrics).run().await;
     });
     Ok(())
+}
+
+/// Connect to this node's own region, retrying until it answers (the node
+/// starts before its peers do).
+async fn connect(cfg: ClientConfig, who: &'static str) -> tessera_client::Client {
+    loop {
+        match tessera_client::Client::connect(cfg.clone()).await {
+            Ok(c) => return c,
+            Err(e) => {
+                tracing::debug!(error = %e, who, "waiting for the region");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
