@@ -52,8 +52,9 @@ pub struct ClientConfig {
     #[serde(default = "default_hedge_max_ms")]
     pub hedge_max_ms: u64,
     /// A node whose smoothed latency exceeds this many times the median of
-    /// all nodes (and `gray_floor_ms`) is ejected for `down_ms` like a dead
-    /// one: slow but alive ("gray") nodes must not slow every request.
+    /// all nodes (and `gray_floor_ms`) is skipped by reads for `down_ms`
+    /// like a dead one: slow but alive ("gray") nodes must not slow every
+    /// read. Writes still wait for it (they need every live member).
     /// Default 10.
     #[serde(default = "default_gray_factor")]
     pub gray_factor: f64,

@@ -173,7 +173,11 @@ impl Transport {
         if self.is_down(addr) {
             return Err(conn_err(addr, "marked down after a recent failure"));
         }
-        if let Some(g) = self.health.ejected(addr) {
+        // Only reads fail fast on an ejected node: they have other shards
+        // or a hedge to go to. A write needs its shard on every live member
+        // (all 12 of an 8+4 stripe, every survivor during a zone outage), so
+        // a slow-but-alive node is waited for; the zone-lag rule bounds it.
+        if let Some(g) = self.health.ejected(addr).filter(|_| may_skip_when_slow(req)) {
             return Err(conn_err(
                 addr,
                 format!("ejected as slow: {:.0} ms smoothed latency vs {:.1} ms median", g.srtt_ms, g.median_ms),
@@ -272,4 +276,9 @@ impl Transport {
         reply.recv.read_exact(&mut data).await.map_err(|e| conn_err(addr, format!("reading payload: {e}")))?;
         Ok(data)
     }
+}
+
+/// Requests that an ejected (gray) node may be skipped for.
+fn may_skip_when_slow(req: &Request) -> bool {
+    matches!(req, Request::GetShard(_) | Request::Head(_) | Request::List(_) | Request::ListVersions(_))
 }

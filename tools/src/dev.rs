@@ -295,11 +295,21 @@ fn load_map(dir: &Path) -> anyhow::Result<ClusterMap> {
     Ok(ClusterMap::from_toml(&text)?)
 }
 
+/// Alive while any thread of the process is not yet a zombie. The leader
+/// alone is not enough: after SIGKILL it turns zombie while other threads
+/// (io_uring workers among them) are still exiting and still hold the
+/// process's sockets, so a node restarted at that moment finds its ports
+/// taken.
 fn pid_alive(pid: i32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
+    let not_zombie = |stat: &str| {
+        std::fs::read_to_string(stat)
+            .map(|s| s.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()).is_some_and(|st| st != "Z"))
             .unwrap_or(false)
+    };
+    match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(tasks) => tasks.flatten().any(|t| not_zombie(&t.path().join("stat").to_string_lossy())),
+        Err(_) => false,
+    }
 }
 
 fn read_pid(dir: &Path, node: &str) -> Option<i32> {
