@@ -1,0 +1,291 @@
+//! Where a job's operations go: a region through the client SDK, or one
+//! storage engine on a local file (the same code a node core runs, minus
+//! the network), so the engine can be set beside fio on the same disk.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use tessera_client::{BucketOptions, Client, ClientConfig, ClientError, GetOptions, ListRequest};
+use tessera_node::engine::{Engine, EngineConfig, EngineError};
+use tessera_node::io::{BufPool, Io, Psync, Uring, ALIGN_BYTES};
+use tessera_wire::{BucketInfo, Hlc, ObjectMeta, ShardIndex, StorageClass, StripeIndex, TargetId, VersionId};
+
+/// A failed operation: a short kind (for "errors by kind") and the detail.
+#[derive(Debug)]
+pub(crate) struct OpError {
+    pub(crate) kind: &'static str,
+    pub(crate) detail: String,
+}
+
+/// One page of a listing: (key, size) pairs and where to go on.
+pub(crate) type Page = (Vec<(String, u64)>, Option<String>);
+
+/// The operations a job issues.
+pub(crate) trait Target {
+    async fn put(&self, key: &str, data: Vec<u8>) -> Result<(), OpError>;
+    async fn get(&self, key: &str) -> Result<Vec<u8>, OpError>;
+    async fn delete(&self, key: &str) -> Result<(), OpError>;
+    async fn list(&self, prefix: &str, after: Option<String>, limit: u32) -> Result<Page, OpError>;
+}
+
+fn client_error(e: ClientError) -> OpError {
+    let kind = match &e {
+        ClientError::Timeout { .. } => "timeout",
+        ClientError::Unavailable { .. } => "unavailable",
+        ClientError::Connection { .. } => "connection",
+        ClientError::NoSuchKey { .. } | ClientError::VersionGone { .. } => "not_found",
+        ClientError::NoSuchBucket { .. } => "no_such_bucket",
+        ClientError::TargetFull { .. } => "full",
+        ClientError::Corrupt { .. } | ClientError::Integrity { .. } => "corrupt",
+        ClientError::StaleMap { .. } => "stale_map",
+        ClientError::Server { .. } => "server",
+        _ => "other",
+    };
+    OpError { kind, detail: e.to_string() }
+}
+
+/// A region, reached with a client config as the `tessera` CLI uses.
+pub(crate) struct Region {
+    client: Client,
+    bucket: String,
+}
+
+impl Region {
+    /// Connect and make sure the bucket exists, waiting up to 30 s for a
+    /// region that is still starting (as right after `tessera dev`).
+    pub(crate) async fn connect(config: &Path, bucket: &str) -> Result<Region, String> {
+        let cfg = ClientConfig::load(config).map_err(|e| format!("client config {}: {e}", config.display()))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let attempt = async {
+                let client = Client::connect(cfg.clone()).await?;
+                match client.create_bucket(bucket, BucketOptions::default()).await {
+                    Ok(_) | Err(ClientError::BucketExists { .. }) => Ok(client),
+                    Err(e) => Err(e),
+                }
+            };
+            match attempt.await {
+                Ok(client) => return Ok(Region { client, bucket: bucket.to_owned() }),
+                Err(
+                    e
+                    @ (ClientError::Unavailable { .. } | ClientError::Connection { .. } | ClientError::Timeout { .. }),
+                ) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "region not ready yet");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(format!("region (bucket {bucket}) did not answer within 30 s: {e}")),
+            }
+        }
+    }
+}
+
+impl Target for Region {
+    async fn put(&self, key: &str, data: Vec<u8>) -> Result<(), OpError> {
+        self.client.put(&self.bucket, key, data).await.map(|_| ()).map_err(client_error)
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>, OpError> {
+        let r = self.client.get(&self.bucket, key, GetOptions::default()).await.map_err(client_error)?;
+        r.bytes().await.map_err(client_error)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), OpError> {
+        self.client.delete(&self.bucket, key).await.map(|_| ()).map_err(client_error)
+    }
+
+    async fn list(&self, prefix: &str, after: Option<String>, limit: u32) -> Result<Page, OpError> {
+        let req = ListRequest { prefix: prefix.to_owned(), delimiter: None, continuation: after, limit: Some(limit) };
+        let page = self.client.list(&self.bucket, req).await.map_err(client_error)?;
+        Ok((page.entries.into_iter().map(|e| (e.key, e.size_bytes)).collect(), page.next))
+    }
+}
+
+fn engine_error(e: EngineError) -> OpError {
+    let kind = match &e {
+        EngineError::NoSuchKey { .. } => "not_found",
+        EngineError::ChecksumMismatch { .. } => "corrupt",
+        _ => "engine",
+    };
+    OpError { kind, detail: e.to_string() }
+}
+
+const ENGINE_BUCKET: &str = "bench";
+
+/// One target's engine on a local file; objects are single shards, each
+/// written with its metadata and then committed, as a node stores them.
+pub(crate) struct Local {
+    engine: Engine,
+    clock: RefCell<Hlc>,
+    path: PathBuf,
+    index: PathBuf,
+}
+
+impl Local {
+    /// Format a fresh engine on `path` (a regular file tessera-bench may
+    /// replace) with `capacity` bytes. Must run inside a `LocalSet`.
+    pub(crate) async fn open(path: &Path, capacity: u64, uring: bool) -> Result<Local, String> {
+        if let Ok(m) = std::fs::metadata(path) {
+            if !m.is_file() {
+                return Err(format!(
+                    "{} is not a regular file: engine mode formats a file of its own (use a file on the device's file system)",
+                    path.display()
+                ));
+            }
+        }
+        let index = PathBuf::from(format!("{}.index.redb", path.display()));
+        for p in [path, index.as_path()] {
+            match std::fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("removing the previous run's {}: {e}", p.display())),
+            }
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        }
+        let io = if uring {
+            let ring = Uring::new().map_err(|e| format!("io_uring is not available here ({e}); use ioengine=psync"))?;
+            tokio::task::spawn_local(ring.clone().run());
+            Io::Uring(ring)
+        } else {
+            Io::Psync(Psync)
+        };
+        let segment = 64u64 << 20;
+        let cfg = EngineConfig {
+            target: TargetId(0),
+            path: path.to_owned(),
+            index_path: index.clone(),
+            // Room for the reserve, the open segment and compaction beside the data.
+            capacity_bytes: (capacity.max(4 * segment) + 4 * segment).next_multiple_of(segment),
+            segment_bytes: segment,
+            reserve_segments: 2,
+            checkpoint_interval: Duration::from_secs(5),
+            compaction_live_fraction_max: 0.5,
+            placement_groups: 0,
+        };
+        let engine = Engine::open(cfg, io, BufPool::default())
+            .await
+            .map_err(|e| format!("formatting the engine on {}: {e}", path.display()))?;
+        engine
+            .create_bucket(BucketInfo {
+                name: ENGINE_BUCKET.into(),
+                versioned: false,
+                owner: "tessera-bench".into(),
+                created_ms: 0,
+                storage_class: StorageClass::Standard,
+            })
+            .await
+            .map_err(|e| format!("creating the bench bucket: {e}"))?;
+        Ok(Local { engine, clock: RefCell::new(Hlc::new(0x7e55)), path: path.to_owned(), index })
+    }
+
+    /// Close the engine and remove its files (as fio leaves no layout
+    /// behind when told `unlink=1`; the engine's format is not reusable
+    /// by fio anyway).
+    pub(crate) async fn close(self) {
+        let _ = self.engine.close().await;
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(&self.index);
+    }
+
+    fn version(&self) -> VersionId {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.clock.borrow_mut().tick(now)
+    }
+}
+
+fn meta(key: &str, version: VersionId, len: usize, crc: u32) -> ObjectMeta {
+    ObjectMeta {
+        key: key.into(),
+        version,
+        size_bytes: len as u64,
+        stripe_bytes: len as u32,
+        shard_bytes: len as u32,
+        ec: tessera_wire::EcProfile { data: 1, parity: 0 },
+        stripe_count: 1,
+        content_crc32c: crc,
+        created_ms: version.millis(),
+        content_type: None,
+        owner: "tessera-bench".into(),
+        user_meta: vec![],
+        storage_class: StorageClass::Standard,
+        delete_marker: false,
+        acl: tessera_wire::Acl::Private,
+        origin: None,
+    }
+}
+
+impl Target for Local {
+    async fn put(&self, key: &str, data: Vec<u8>) -> Result<(), OpError> {
+        let mut buf = self.engine.record_buffer(data.len()).map_err(engine_error)?;
+        buf.as_mut_slice()[ALIGN_BYTES..ALIGN_BYTES + data.len()].copy_from_slice(&data);
+        let crc = crc32c::crc32c(&data);
+        let v = self.version();
+        let m = meta(key, v, data.len(), crc);
+        self.engine
+            .put_shard(ENGINE_BUCKET, key, v, StripeIndex(0), ShardIndex(0), crc, Some(m), buf, data.len())
+            .await
+            .map_err(engine_error)?;
+        self.engine.commit(ENGINE_BUCKET, key, v).await.map_err(engine_error)
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>, OpError> {
+        let m = self.engine.head(ENGINE_BUCKET, key, None).map_err(engine_error)?;
+        let r = self
+            .engine
+            .get_shard(ENGINE_BUCKET, key, m.version, StripeIndex(0), ShardIndex(0), None)
+            .await
+            .map_err(engine_error)?;
+        Ok(r.buf.as_slice()[r.range].to_vec())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), OpError> {
+        let m = self.engine.head(ENGINE_BUCKET, key, None).map_err(engine_error)?;
+        let marker = self.version();
+        self.engine.delete(ENGINE_BUCKET, key, Some(m.version), marker).await.map(|_| ()).map_err(engine_error)
+    }
+
+    async fn list(&self, prefix: &str, after: Option<String>, limit: u32) -> Result<Page, OpError> {
+        let page = self.engine.list(ENGINE_BUCKET, prefix, None, after.as_deref(), limit).map_err(engine_error)?;
+        let next = page.entries.last().map(|e| e.key.clone()).filter(|_| page.truncated);
+        Ok((page.entries.into_iter().map(|e| (e.key, e.size_bytes)).collect(), next))
+    }
+}
+
+/// Either target, so a job's code is written once.
+pub(crate) enum Any {
+    Region(Region),
+    Local(Local),
+}
+
+impl Target for Rc<Any> {
+    async fn put(&self, key: &str, data: Vec<u8>) -> Result<(), OpError> {
+        match &**self {
+            Any::Region(r) => r.put(key, data).await,
+            Any::Local(l) => l.put(key, data).await,
+        }
+    }
+    async fn get(&self, key: &str) -> Result<Vec<u8>, OpError> {
+        match &**self {
+            Any::Region(r) => r.get(key).await,
+            Any::Local(l) => l.get(key).await,
+        }
+    }
+    async fn delete(&self, key: &str) -> Result<(), OpError> {
+        match &**self {
+            Any::Region(r) => r.delete(key).await,
+            Any::Local(l) => l.delete(key).await,
+        }
+    }
+    async fn list(&self, prefix: &str, after: Option<String>, limit: u32) -> Result<Page, OpError> {
+        match &**self {
+            Any::Region(r) => r.list(prefix, after, limit).await,
+            Any::Local(l) => l.list(prefix, after, limit).await,
+        }
+    }
+}
