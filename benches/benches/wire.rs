@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
     let page = Response::ListOk(ListOk {
         entries: (0..1_000)
             .map(|i| ListEntry {
-                key: format!("logs/2026/11/26/part-{i:06}.parquet"),
+                key: format!("logs/part-{i:06}"),
                 version: VersionId(0x0000_01a2_188d_0368_0000_52cb_117e_0000 + i),
                 size_bytes: 64 << 20,
                 created_ms: 1_795_708_224_360,

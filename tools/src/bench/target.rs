@@ -118,6 +118,9 @@ const ENGINE_BUCKET: &str = "bench";
 pub(crate) struct Local {
     engine: Engine,
     clock: RefCell<Hlc>,
+    /// Latest version written per key, so a read is one index lookup, as
+    /// a node's is (the client names the version it reads).
+    latest: RefCell<std::collections::HashMap<String, VersionId>>,
     path: PathBuf,
     index: PathBuf,
 }
@@ -178,7 +181,13 @@ impl Local {
             })
             .await
             .map_err(|e| format!("creating the bench bucket: {e}"))?;
-        Ok(Local { engine, clock: RefCell::new(Hlc::new(0x7e55)), path: path.to_owned(), index })
+        Ok(Local {
+            engine,
+            clock: RefCell::new(Hlc::new(0x7e55)),
+            latest: RefCell::default(),
+            path: path.to_owned(),
+            index,
+        })
     }
 
     /// Close the engine and remove its files (as fio leaves no layout
@@ -231,14 +240,22 @@ impl Target for Local {
             .put_shard(ENGINE_BUCKET, key, v, StripeIndex(0), ShardIndex(0), crc, Some(m), buf, data.len())
             .await
             .map_err(engine_error)?;
-        self.engine.commit(ENGINE_BUCKET, key, v).await.map_err(engine_error)
+        self.engine.commit(ENGINE_BUCKET, key, v).await.map_err(engine_error)?;
+        let mut latest = self.latest.borrow_mut();
+        let slot = latest.entry(key.to_owned()).or_insert(v);
+        *slot = (*slot).max(v);
+        Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Vec<u8>, OpError> {
-        let m = self.engine.head(ENGINE_BUCKET, key, None).map_err(engine_error)?;
+        let known = self.latest.borrow().get(key).copied();
+        let version = match known {
+            Some(v) => v,
+            None => self.engine.head(ENGINE_BUCKET, key, None).map_err(engine_error)?.version,
+        };
         let r = self
             .engine
-            .get_shard(ENGINE_BUCKET, key, m.version, StripeIndex(0), ShardIndex(0), None)
+            .get_shard(ENGINE_BUCKET, key, version, StripeIndex(0), ShardIndex(0), None)
             .await
             .map_err(engine_error)?;
         Ok(r.buf.as_slice()[r.range].to_vec())
@@ -247,7 +264,9 @@ impl Target for Local {
     async fn delete(&self, key: &str) -> Result<(), OpError> {
         let m = self.engine.head(ENGINE_BUCKET, key, None).map_err(engine_error)?;
         let marker = self.version();
-        self.engine.delete(ENGINE_BUCKET, key, Some(m.version), marker).await.map(|_| ()).map_err(engine_error)
+        self.engine.delete(ENGINE_BUCKET, key, Some(m.version), marker).await.map_err(engine_error)?;
+        self.latest.borrow_mut().remove(key);
+        Ok(())
     }
 
     async fn list(&self, prefix: &str, after: Option<String>, limit: u32) -> Result<Page, OpError> {
