@@ -157,13 +157,22 @@ pub(crate) fn page(
     let lower = seq_key(pg, after_lsn.saturating_add(1));
     let upper = seq_key(pg, u64::MAX);
     let mut out = Vec::new();
+    let mut bytes = 0;
     for row in changes.range(lower.as_slice()..=upper.as_slice())? {
         let (k, v) = row?;
         if out.len() == limit {
             return Ok((out, true));
         }
         let (_, lsn) = split_seq_key(k.value())?;
-        out.push((lsn, decode("change", v.value())?));
+        let change: Change = decode("change", v.value())?;
+        // A page of long keys must still fit in one response frame (with
+        // the rule cursors beside it), and its forget in one request.
+        let size = change.bucket.len() + change.key.len() + 128;
+        if !out.is_empty() && bytes + size > PAGE_BYTES_BUDGET {
+            return Ok((out, true));
+        }
+        bytes += size;
+        out.push((lsn, change));
     }
     Ok((out, false))
 }
@@ -210,3 +219,7 @@ pub(crate) fn summary(txn: &redb::ReadTransaction) -> Result<Vec<(u32, u64, u64,
     }
     Ok(out)
 }
+
+/// Bytes of changes per page: half the frame body limit, leaving the rest
+/// for the group's rule cursors (each may hold a back-fill position).
+const PAGE_BYTES_BUDGET: usize = tessera_wire::limits::BODY_BYTES_MAX as usize / 2;

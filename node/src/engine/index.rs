@@ -474,6 +474,7 @@ impl Reader {
             _ => lower.extend_from_slice(prefix.as_bytes()),
         }
         let mut out = tessera_wire::ListVersionsOk { entries: Vec::new(), truncated: false };
+        let mut page_bytes = 0;
         for row in objects.range(lower.as_slice()..upper.as_slice())? {
             let (k, m) = row?;
             let Some((key, _)) = split_obj_key(bucket_len, k.value()) else { continue };
@@ -483,10 +484,11 @@ impl Reader {
                 }
                 continue;
             }
-            if out.entries.len() == limit as usize {
+            if out.entries.len() == limit as usize || page_bytes + entry_bytes(&key) > LIST_BODY_BUDGET {
                 out.truncated = true;
                 break;
             }
+            page_bytes += entry_bytes(&key);
             let meta: ObjectMeta = decode("object meta", m.value())?;
             out.entries.push(entry(key, &meta));
         }
@@ -541,6 +543,7 @@ impl Reader {
             lower.push(if rolled { 0xff } else { 1 });
         }
         let mut last_key: Option<String> = None;
+        let mut page_bytes = 0;
         'scan: loop {
             let mut next_lower = None;
             for row in objects.range(lower.as_slice()..bucket_end.as_slice())? {
@@ -559,10 +562,13 @@ impl Reader {
                 if let Some(d) = delimiter.filter(|d| !d.is_empty()) {
                     if let Some(i) = key[prefix.len()..].find(d) {
                         let cp = key[..prefix.len() + i + d.len()].to_string();
-                        if out.entries.len() + out.common_prefixes.len() == limit as usize {
+                        if out.entries.len() + out.common_prefixes.len() == limit as usize
+                            || page_bytes + entry_bytes(&cp) > LIST_BODY_BUDGET
+                        {
                             out.truncated = true;
                             break 'scan;
                         }
+                        page_bytes += entry_bytes(&cp);
                         let mut nl = bucket_start.clone();
                         nl.extend_from_slice(cp.as_bytes());
                         nl.push(0xff);
@@ -572,10 +578,13 @@ impl Reader {
                     }
                 }
                 let meta: ObjectMeta = decode("object meta", m.value())?;
-                if out.entries.len() + out.common_prefixes.len() == limit as usize {
+                if out.entries.len() + out.common_prefixes.len() == limit as usize
+                    || page_bytes + entry_bytes(&key) > LIST_BODY_BUDGET
+                {
                     out.truncated = true;
                     break 'scan;
                 }
+                page_bytes += entry_bytes(&key);
                 out.entries.push(entry(key, &meta));
             }
             match next_lower {
@@ -663,4 +672,15 @@ pub(crate) fn pending_versions(txn: &WriteTransaction) -> Result<Vec<(String, St
         }
     }
     Ok(out)
+}
+
+/// Bytes a listing page may fill: the response body limit, less room for
+/// the page's own fields. A page of 1,000 long keys would not fit in one
+/// frame; it ends early (truncated) instead.
+const LIST_BODY_BUDGET: usize = tessera_wire::limits::BODY_BYTES_MAX as usize - 1_024;
+
+/// An upper bound on one listing entry's encoded size (postcard: the key
+/// with its length, a u128 version and u64s as varints, crc, flags).
+fn entry_bytes(key: &str) -> usize {
+    key.len() + 64
 }

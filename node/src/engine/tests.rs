@@ -623,3 +623,75 @@ fn a_purged_newest_version_keeps_older_ones_dead_in_unversioned_buckets() {
     });
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A page of 1,000 long keys would not fit in one response frame (the
+/// body limit is 64 KiB): pages end early, every page encodes, and paging
+/// still returns every key exactly once. tessera-bench's list job found a
+/// node dropping the stream on such a page.
+#[test]
+fn listing_pages_of_long_keys_fit_in_one_frame() {
+    let dir = tempdir("longkeys");
+    let cfg = config(&dir, 16 * 1_024 * 1_024);
+    incarnation(Backend::Psync, &cfg, async |e: Engine| {
+        e.create_bucket(bucket("b1", false)).await.expect("bucket");
+        let long = "k".repeat(900);
+        let mut want = Vec::new();
+        for i in 0..150u64 {
+            let key = format!("d{}/{long}{i:04}", i % 3);
+            put(&e, "b1", &key, VersionId(u128::from(i + 1) << 64), b"x").await.expect("put");
+            want.push(key);
+        }
+        want.sort();
+        fn fits(body: &impl tessera_wire::FrameBody) -> Result<(), String> {
+            tessera_wire::encode_frame(1, body, 0, 1).map(|_| ()).map_err(|err| err.to_string())
+        }
+        let page = e.list("b1", "", None, None, 1_000).expect("list");
+        assert!(page.truncated && page.entries.len() < 150, "{} entries", page.entries.len());
+        fits(&tessera_wire::Response::ListOk(page)).expect("a full page encodes");
+        let versions = e.list_versions("b1", "", None, 1_000).expect("versions");
+        assert!(versions.truncated);
+        fits(&tessera_wire::Response::ListVersionsOk(versions)).expect("a full versions page encodes");
+        let (keys, prefixes) = list_all(&e, "", None, 1_000).await;
+        assert_eq!(keys, want);
+        assert!(prefixes.is_empty());
+        let (keys, prefixes) = list_all(&e, "d1/", None, 1_000).await;
+        assert_eq!(keys, want.iter().filter(|k| k.starts_with("d1/")).cloned().collect::<Vec<_>>());
+        assert!(prefixes.is_empty());
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The same for change-log pages: 256 changes of long keys would not fit
+/// in one frame, so a page ends early, encodes, and paging by LSN still
+/// returns every change once (the streamer would otherwise fail on that
+/// group forever).
+#[test]
+fn change_log_pages_of_long_keys_fit_in_one_frame() {
+    let dir = tempdir("longchanges");
+    let mut cfg = config(&dir, 16 * 1_024 * 1_024);
+    cfg.placement_groups = 1;
+    incarnation(Backend::Psync, &cfg, async |e: Engine| {
+        e.create_bucket(bucket("b1", false)).await.expect("bucket");
+        let long = "c".repeat(1_000);
+        for i in 0..100u64 {
+            put(&e, "b1", &format!("{long}{i:04}"), VersionId(u128::from(i + 1) << 64), b"x").await.expect("put");
+        }
+        let mut seen = 0;
+        let mut after = 0;
+        let mut pages = 0;
+        loop {
+            let page = e.change_log(0, after, tessera_wire::crr::CHANGES_PER_PAGE_MAX).expect("page");
+            tessera_wire::encode_frame(1, &tessera_wire::Response::ChangeLogOk(page.clone()), 0, 1)
+                .expect("a change-log page encodes");
+            pages += 1;
+            seen += page.entries.len();
+            match page.entries.last() {
+                Some((lsn, _)) if page.truncated => after = *lsn,
+                _ => break,
+            }
+        }
+        assert_eq!(seen, 100);
+        assert!(pages > 1, "100 changes of 1 KB keys cannot fit one page");
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
