@@ -242,3 +242,80 @@ fn bad_jobs_are_refused_before_anything_runs() {
     let out = bench().args(["--name=a", "--size=1m"]).env_remove("TESSERA_CONFIG").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("region mode needs config="));
 }
+
+/// A loop device attached for a test, detached (and its file removed) on drop.
+struct Loop {
+    dev: String,
+    file: std::path::PathBuf,
+}
+
+impl Loop {
+    /// None when this process cannot attach loop devices (not root, no
+    /// losetup): the test then says so and checks nothing else.
+    fn attach(mib: u64) -> Option<Loop> {
+        let file = std::env::temp_dir().join(format!("tessera-bench-loop-{}", std::process::id()));
+        std::fs::File::create(&file).ok()?.set_len(mib << 20).ok()?;
+        let out = Command::new("losetup").args(["-f", "--show"]).arg(&file).output().ok()?;
+        if !out.status.success() {
+            let _ = std::fs::remove_file(&file);
+            return None;
+        }
+        Some(Loop { dev: String::from_utf8_lossy(&out.stdout).trim().to_owned(), file })
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.dev]).output();
+        let _ = std::fs::remove_file(&self.file);
+        let name = self.dev.rsplit('/').next().unwrap_or_default();
+        let _ = std::fs::remove_file(std::env::temp_dir().join(format!("tessera-bench-{name}.index.redb")));
+    }
+}
+
+/// Engine mode on a block device: a zeroed device is formatted and used,
+/// a second run reuses the objects the first laid out (fio reuses a laid-
+/// out file), and a device holding anything else is refused untouched.
+#[test]
+fn engine_mode_on_a_device_formats_zeroes_reuses_its_own_and_refuses_other_data() {
+    let Some(dev) = Loop::attach(512) else {
+        eprintln!("skipped: cannot attach a loop device here (needs root and losetup)");
+        return;
+    };
+    let run = |args: &[&str]| {
+        bench()
+            .args(["--engine", &format!("--filename={}", dev.dev), "--output-format=json"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--name=w", "--rw=write", "--bs=64k", "--size=16m", "--iodepth=8", "--verify=crc32c"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["jobs"][0]["tessera"]["verified"].as_u64(), Some(256));
+    let out = run(&["--name=r", "--rw=randread", "--bs=64k", "--size=16m", "--key_prefix=w.0/", "--verify=crc32c"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["jobs"][0]["read"]["total_ios"].as_u64(), Some(256));
+    // Other data on the device: refused, and the data is still there.
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&dev.dev)
+        .and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(&garbage)?;
+            f.sync_all()
+        })
+        .unwrap();
+    let _ = std::fs::remove_file(
+        std::env::temp_dir().join(format!("tessera-bench-{}.index.redb", dev.dev.rsplit('/').next().unwrap())),
+    );
+    let out = run(&["--name=w", "--rw=write", "--bs=64k", "--size=1m"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to format a device that holds other data"), "{err}");
+    let mut head = vec![0u8; 4096];
+    std::io::Read::read_exact(&mut std::fs::File::open(&dev.dev).unwrap(), &mut head).unwrap();
+    assert_eq!(head, garbage, "the device's data was touched");
+}

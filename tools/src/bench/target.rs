@@ -123,31 +123,59 @@ pub(crate) struct Local {
     latest: RefCell<std::collections::HashMap<String, VersionId>>,
     path: PathBuf,
     index: PathBuf,
+    device: bool,
+}
+
+/// The target id tessera-bench formats with: a device holding a node's
+/// target (another id) is refused by the engine, not overwritten.
+const BENCH_TARGET: TargetId = TargetId(0xbe9c_0001);
+
+const SEGMENT: u64 = 64 << 20;
+
+/// A block device's size.
+fn device_bytes(path: &Path) -> Result<u64, String> {
+    use std::io::Seek;
+    let mut f = std::fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    f.seek(std::io::SeekFrom::End(0)).map_err(|e| format!("sizing {}: {e}", path.display()))
 }
 
 impl Local {
-    /// Format a fresh engine on `path` (a regular file tessera-bench may
-    /// replace) with `capacity` bytes. Must run inside a `LocalSet`.
+    /// Open an engine on `path`. A regular file is replaced by a fresh
+    /// one (and removed at the end); a block device is used whole: a
+    /// zeroed device is formatted, a device tessera-bench formatted before
+    /// is reopened (its objects are reused, as fio reuses a laid-out
+    /// file), and anything else (a node's target, other data) is refused
+    /// by the engine. Must run inside a `LocalSet`.
     pub(crate) async fn open(path: &Path, capacity: u64, uring: bool) -> Result<Local, String> {
-        if let Ok(m) = std::fs::metadata(path) {
-            if !m.is_file() {
-                return Err(format!(
-                    "{} is not a regular file: engine mode formats a file of its own (use a file on the device's file system)",
-                    path.display()
-                ));
+        use std::os::unix::fs::FileTypeExt;
+        let device = std::fs::metadata(path).map(|m| m.file_type().is_block_device()).unwrap_or(false);
+        let index = if device {
+            let name = path.file_name().map_or("device".into(), |n| n.to_string_lossy().into_owned());
+            std::env::temp_dir().join(format!("tessera-bench-{name}.index.redb"))
+        } else {
+            PathBuf::from(format!("{}.index.redb", path.display()))
+        };
+        let capacity = if device {
+            device_bytes(path)?
+        } else {
+            if let Ok(m) = std::fs::metadata(path) {
+                if !m.is_file() {
+                    return Err(format!("{} is neither a regular file nor a block device", path.display()));
+                }
             }
-        }
-        let index = PathBuf::from(format!("{}.index.redb", path.display()));
-        for p in [path, index.as_path()] {
-            match std::fs::remove_file(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("removing the previous run's {}: {e}", p.display())),
+            for p in [path, index.as_path()] {
+                match std::fs::remove_file(p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(format!("removing the previous run's {}: {e}", p.display())),
+                }
             }
-        }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        }
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            }
+            // Room for the reserve, the open segment and compaction beside the data.
+            (capacity.max(4 * SEGMENT) + 4 * SEGMENT).next_multiple_of(SEGMENT)
+        };
         let io = if uring {
             let ring = Uring::new().map_err(|e| format!("io_uring is not available here ({e}); use ioengine=psync"))?;
             tokio::task::spawn_local(ring.clone().run());
@@ -155,22 +183,22 @@ impl Local {
         } else {
             Io::Psync(Psync)
         };
-        let segment = 64u64 << 20;
         let cfg = EngineConfig {
-            target: TargetId(0),
+            target: BENCH_TARGET,
             path: path.to_owned(),
             index_path: index.clone(),
-            // Room for the reserve, the open segment and compaction beside the data.
-            capacity_bytes: (capacity.max(4 * segment) + 4 * segment).next_multiple_of(segment),
-            segment_bytes: segment,
+            capacity_bytes: capacity,
+            segment_bytes: SEGMENT,
             reserve_segments: 2,
             checkpoint_interval: Duration::from_secs(5),
             compaction_live_fraction_max: 0.5,
             placement_groups: 0,
         };
-        let engine = Engine::open(cfg, io, BufPool::default())
-            .await
-            .map_err(|e| format!("formatting the engine on {}: {e}", path.display()))?;
+        let engine = Engine::open(cfg, io, BufPool::default()).await.map_err(|e| {
+            let hint =
+                if device { " (tessera-bench only takes a zeroed device or one it formatted itself)" } else { "" };
+            format!("opening the engine on {}: {e}{hint}", path.display())
+        })?;
         engine
             .create_bucket(BucketInfo {
                 name: ENGINE_BUCKET.into(),
@@ -187,16 +215,18 @@ impl Local {
             latest: RefCell::default(),
             path: path.to_owned(),
             index,
+            device,
         })
     }
 
-    /// Close the engine and remove its files (as fio leaves no layout
-    /// behind when told `unlink=1`; the engine's format is not reusable
-    /// by fio anyway).
+    /// Close the engine; a file and its index are removed (the engine's
+    /// format is of no use to anything else), a device is left formatted.
     pub(crate) async fn close(self) {
         let _ = self.engine.close().await;
-        let _ = std::fs::remove_file(&self.path);
-        let _ = std::fs::remove_file(&self.index);
+        if !self.device {
+            let _ = std::fs::remove_file(&self.path);
+            let _ = std::fs::remove_file(&self.index);
+        }
     }
 
     fn version(&self) -> VersionId {
