@@ -7,30 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use tessera_node::engine::{Engine, EngineConfig};
+use tessera_node::engine::{single_shard_meta, Engine, EngineConfig};
 use tessera_node::io::{BufPool, Io, Psync, Uring, ALIGN_BYTES};
-use tessera_wire::{BucketInfo, ObjectMeta, ShardIndex, StorageClass, StripeIndex, TargetId, VersionId};
-
-fn meta(key: &str, version: VersionId, len: usize) -> ObjectMeta {
-    ObjectMeta {
-        key: key.into(),
-        version,
-        size_bytes: len as u64,
-        stripe_bytes: len as u32,
-        shard_bytes: len as u32,
-        ec: tessera_wire::EcProfile { data: 1, parity: 0 },
-        stripe_count: 1,
-        content_crc32c: 0,
-        created_ms: 0,
-        content_type: None,
-        owner: "bench".into(),
-        user_meta: vec![],
-        storage_class: StorageClass::Standard,
-        delete_marker: false,
-        acl: tessera_wire::Acl::Private,
-        origin: None,
-    }
-}
+use tessera_wire::{BucketInfo, ShardIndex, StorageClass, StripeIndex, TargetId, VersionId};
 
 fn bench(c: &mut Criterion) {
     let dir = std::env::var_os("TESSERA_BENCH_DIR")
@@ -98,7 +77,7 @@ fn bench(c: &mut Criterion) {
                             StripeIndex(0),
                             ShardIndex(0),
                             crc,
-                            Some(meta(&key, v, len)),
+                            Some(single_shard_meta(&key, v, len, crc, "bench")),
                             buf,
                             len,
                         ),
@@ -113,7 +92,17 @@ fn bench(c: &mut Criterion) {
         local
             .block_on(
                 &rt,
-                engine.put_shard("b", &key, v, StripeIndex(0), ShardIndex(0), crc, Some(meta(&key, v, len)), buf, len),
+                engine.put_shard(
+                    "b",
+                    &key,
+                    v,
+                    StripeIndex(0),
+                    ShardIndex(0),
+                    crc,
+                    Some(single_shard_meta(&key, v, len, crc, "bench")),
+                    buf,
+                    len,
+                ),
             )
             .expect("put");
         g.bench_function(BenchmarkId::new("read shard", len), |b| {

@@ -9,9 +9,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tessera_node::engine::{Engine, EngineConfig};
+use tessera_node::engine::{single_shard_meta, Engine, EngineConfig};
 use tessera_node::io::{BufPool, Io, Psync, Uring, ALIGN_BYTES};
-use tessera_wire::{BucketInfo, ObjectMeta, ShardIndex, StorageClass, StripeIndex, TargetId, VersionId};
+use tessera_wire::{BucketInfo, ShardIndex, StorageClass, StripeIndex, TargetId, VersionId};
 
 #[derive(Parser)]
 struct Args {
@@ -41,27 +41,6 @@ struct Args {
     backend: String,
 }
 
-fn meta(key: &str, version: VersionId, len: usize) -> ObjectMeta {
-    ObjectMeta {
-        key: key.into(),
-        version,
-        size_bytes: len as u64,
-        stripe_bytes: len as u32,
-        shard_bytes: len as u32,
-        ec: tessera_wire::EcProfile { data: 1, parity: 0 },
-        stripe_count: 1,
-        content_crc32c: 0,
-        created_ms: 0,
-        content_type: None,
-        owner: "bench".into(),
-        user_meta: vec![],
-        storage_class: StorageClass::Standard,
-        delete_marker: false,
-        acl: tessera_wire::Acl::Private,
-        origin: None,
-    }
-}
-
 async fn put(e: &Engine, key: String, v: u128, data: &[u8]) -> anyhow::Result<()> {
     let mut buf = e.record_buffer(data.len())?;
     buf.as_mut_slice()[ALIGN_BYTES..ALIGN_BYTES + data.len()].copy_from_slice(data);
@@ -74,7 +53,7 @@ async fn put(e: &Engine, key: String, v: u128, data: &[u8]) -> anyhow::Result<()
         StripeIndex(0),
         ShardIndex(0),
         crc,
-        Some(meta(&key, version, data.len())),
+        Some(single_shard_meta(&key, version, data.len(), 0, "bench")),
         buf,
         data.len(),
     )

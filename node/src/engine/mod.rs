@@ -211,6 +211,30 @@ impl Drop for ReadGuard<'_> {
     }
 }
 
+/// Metadata of an object stored whole as one shard on one target (1 + 0):
+/// what tools that drive an engine directly write (benchmarks, the engine
+/// mode of tessera-bench), since no client erasure-codes it for them.
+pub fn single_shard_meta(key: &str, version: VersionId, len: usize, crc32c: u32, owner: &str) -> ObjectMeta {
+    ObjectMeta {
+        key: key.into(),
+        version,
+        size_bytes: len as u64,
+        stripe_bytes: len as u32,
+        shard_bytes: len as u32,
+        ec: tessera_wire::EcProfile { data: 1, parity: 0 },
+        stripe_count: 1,
+        content_crc32c: crc32c,
+        created_ms: version.millis(),
+        content_type: None,
+        owner: owner.into(),
+        user_meta: vec![],
+        storage_class: tessera_wire::StorageClass::Standard,
+        delete_marker: false,
+        acl: tessera_wire::Acl::Private,
+        origin: None,
+    }
+}
+
 impl Engine {
     /// Open (or create) a target, replay its log, and start its committer
     /// and maintenance tasks on the current core's `LocalSet`.

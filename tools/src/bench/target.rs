@@ -8,9 +8,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use tessera_client::{BucketOptions, Client, ClientConfig, ClientError, GetOptions, ListRequest};
-use tessera_node::engine::{Engine, EngineConfig, EngineError};
+use tessera_node::engine::{single_shard_meta, Engine, EngineConfig, EngineError};
 use tessera_node::io::{BufPool, Io, Psync, Uring, ALIGN_BYTES};
-use tessera_wire::{BucketInfo, Hlc, ObjectMeta, ShardIndex, StorageClass, StripeIndex, TargetId, VersionId};
+use tessera_wire::{BucketInfo, Hlc, ShardIndex, StorageClass, StripeIndex, TargetId, VersionId};
 
 /// A failed operation: a short kind (for "errors by kind") and the detail.
 #[derive(Debug)]
@@ -238,34 +238,13 @@ impl Local {
     }
 }
 
-fn meta(key: &str, version: VersionId, len: usize, crc: u32) -> ObjectMeta {
-    ObjectMeta {
-        key: key.into(),
-        version,
-        size_bytes: len as u64,
-        stripe_bytes: len as u32,
-        shard_bytes: len as u32,
-        ec: tessera_wire::EcProfile { data: 1, parity: 0 },
-        stripe_count: 1,
-        content_crc32c: crc,
-        created_ms: version.millis(),
-        content_type: None,
-        owner: "tessera-bench".into(),
-        user_meta: vec![],
-        storage_class: StorageClass::Standard,
-        delete_marker: false,
-        acl: tessera_wire::Acl::Private,
-        origin: None,
-    }
-}
-
 impl Target for Local {
     async fn put(&self, key: &str, data: Vec<u8>) -> Result<(), OpError> {
         let mut buf = self.engine.record_buffer(data.len()).map_err(engine_error)?;
         buf.as_mut_slice()[ALIGN_BYTES..ALIGN_BYTES + data.len()].copy_from_slice(&data);
         let crc = crc32c::crc32c(&data);
         let v = self.version();
-        let m = meta(key, v, data.len(), crc);
+        let m = single_shard_meta(key, v, data.len(), crc, "tessera-bench");
         self.engine
             .put_shard(ENGINE_BUCKET, key, v, StripeIndex(0), ShardIndex(0), crc, Some(m), buf, data.len())
             .await
