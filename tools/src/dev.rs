@@ -413,6 +413,15 @@ pub(crate) fn stop_all(dir: &Path, map: &ClusterMap) {
         }
         signal_node(dir, n, libc::SIGKILL);
     }
+    // Wait out the SIGKILLed ones too: a node still exiting counts as
+    // running, and `start-zone` right after would skip it (seen in CI: a
+    // region whose first node never came back).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in &nodes {
+        while read_pid(dir, n).is_some_and(pid_alive) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// Wait until a client can connect and every target has the bucket.
