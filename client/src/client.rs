@@ -152,16 +152,28 @@ impl Client {
     /// Fetch the cluster map from the configured endpoint and connect.
     pub async fn connect(cfg: ClientConfig) -> Result<Client, ClientError> {
         cfg.check()?;
-        let seed: SocketAddr = cfg
-            .endpoint
-            .to_socket_addrs()
-            .map_err(|e| ClientError::Config { detail: format!("endpoint {:?}: {e}", cfg.endpoint) })?
-            .next()
-            .ok_or_else(|| ClientError::Config {
-                detail: format!("endpoint {:?} resolves to nothing", cfg.endpoint),
-            })?;
         let transport = Transport::new(&cfg)?;
-        let view = fetch_map(&transport, seed).await?;
+        let mut failed = Vec::new();
+        let mut view = None;
+        for seed in cfg.seeds() {
+            let addr: SocketAddr = seed
+                .to_socket_addrs()
+                .map_err(|e| ClientError::Config { detail: format!("endpoint {seed:?}: {e}") })?
+                .next()
+                .ok_or_else(|| ClientError::Config { detail: format!("endpoint {seed:?} resolves to nothing") })?;
+            match fetch_map(&transport, addr).await {
+                Ok(v) => {
+                    view = Some(v);
+                    break;
+                }
+                // One seed: its own error, as before.
+                Err(e) if cfg.seeds().len() == 1 => return Err(e),
+                Err(e) => failed.push(format!("{seed}: {e}")),
+            }
+        }
+        let Some(view) = view else {
+            return Err(ClientError::Unavailable { detail: format!("no endpoint answered: {}", failed.join("; ")) });
+        };
         let tag = {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -235,26 +247,45 @@ impl Client {
         Ok(self.view().map.epoch)
     }
 
-    /// Push a newer map to every node of it (admin). Returns the nodes
-    /// that refused or did not answer.
-    pub async fn push_map(&self, map: &tessera_wire::ClusterMap) -> Result<Vec<String>, ClientError> {
+    /// Push a newer map to every node of it (admin). A node that already
+    /// holds this epoch counts as done, so pushing the same map again is
+    /// harmless (configuration management re-runs it until every node has
+    /// it); a node holding a newer epoch refuses, since someone changed the
+    /// map since this one was made.
+    pub async fn push_map(&self, map: &tessera_wire::ClusterMap) -> Result<PushReport, ClientError> {
         map.validate()?;
         let bytes = map.to_postcard()?;
-        let mut failed = Vec::new();
+        let mut report = PushReport::default();
         for zone in &map.zones {
             for node in &zone.nodes {
                 let Some(&port) = node.ports.first() else { continue };
                 let addr = SocketAddr::new(node.host, port);
+                let name = node.name.clone();
+                match fetch_map(&self.inner.transport, addr).await {
+                    Err(e) => {
+                        report.unreachable.push(format!("{name}: {e}"));
+                        continue;
+                    }
+                    Ok(v) if v.map.epoch == map.epoch => {
+                        report.already.push(name);
+                        continue;
+                    }
+                    Ok(v) if v.map.epoch > map.epoch => {
+                        report.refused.push(format!("{name}: holds newer epoch {}", v.map.epoch));
+                        continue;
+                    }
+                    Ok(_) => {}
+                }
                 let r = self.inner.transport.call(addr, &Request::SetMap(tessera_wire::SetMap {}), &bytes, 0).await;
                 match r {
-                    Ok(reply) if matches!(reply.response, Response::MapOk(_)) => {}
-                    Ok(reply) => failed.push(format!("{}: {:?}", node.name, reply.response)),
-                    Err(e) => failed.push(format!("{}: {e}", node.name)),
+                    Ok(reply) if matches!(reply.response, Response::MapOk(_)) => report.installed.push(name),
+                    Ok(reply) => report.refused.push(format!("{name}: {:?}", reply.response)),
+                    Err(e) => report.unreachable.push(format!("{name}: {e}")),
                 }
             }
         }
         self.refresh_map().await?;
-        Ok(failed)
+        Ok(report)
     }
 
     /// Create a bucket on every target of the region (idempotent for the
@@ -620,4 +651,37 @@ async fn fetch_map(transport: &Transport, addr: SocketAddr) -> Result<MapView, C
     let bytes = transport.read_payload(&mut reply, addr).await?;
     let map = tessera_wire::ClusterMap::from_postcard(&bytes)?;
     MapView::new(map)
+}
+
+/// What the nodes of a pushed map did with it ([`Client::push_map`]).
+#[derive(Clone, Debug, Default)]
+pub struct PushReport {
+    /// Nodes that switched to the map.
+    pub installed: Vec<String>,
+    /// Nodes that held this epoch already.
+    pub already: Vec<String>,
+    /// Nodes that answered no, with their reason (a newer epoch held, or
+    /// a map that does not describe them).
+    pub refused: Vec<String>,
+    /// Nodes that did not answer (down, or not started yet): they load the
+    /// map from their file when they start, or take the next push.
+    pub unreachable: Vec<String>,
+}
+
+impl PushReport {
+    /// One line per outcome, for the admin CLI.
+    pub fn summary(&self, epoch: u64) -> String {
+        let mut out =
+            format!("map epoch {epoch}: installed on {}, already held by {}", self.installed.len(), self.already.len());
+        if !self.refused.is_empty() {
+            out.push_str(&format!("\nrefused by: {}", self.refused.join("; ")));
+        }
+        if !self.unreachable.is_empty() {
+            out.push_str(&format!(
+                "\nnot reached (down or not started; a node loads its map file at start): {}",
+                self.unreachable.join("; ")
+            ));
+        }
+        out
+    }
 }

@@ -12,7 +12,12 @@ use crate::ClientError;
 pub struct ClientConfig {
     /// `host:port` of any core of any node (the cluster map is fetched from
     /// there; later from any node in the map).
+    #[serde(default)]
     pub endpoint: String,
+    /// More seeds, tried in order when `endpoint` does not answer: with one
+    /// seed, a client cannot start while that node's zone is down.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
     /// Name the node's certificate is issued for.
     #[serde(default = "default_server_name")]
     pub server_name: String,
@@ -127,6 +132,7 @@ impl ClientConfig {
     pub fn new(endpoint: String, server_name: String, ca_cert: std::path::PathBuf) -> ClientConfig {
         ClientConfig {
             endpoint,
+            endpoints: Vec::new(),
             server_name,
             ca_cert,
             stripes_in_flight: default_in_flight(),
@@ -161,8 +167,21 @@ impl ClientConfig {
         Ok(cfg)
     }
 
+    /// The seeds to fetch the first map from, in order.
+    pub fn seeds(&self) -> Vec<&str> {
+        std::iter::once(self.endpoint.as_str())
+            .chain(self.endpoints.iter().map(String::as_str))
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
     /// Check value ranges.
     pub fn check(&self) -> Result<(), ClientError> {
+        if self.seeds().is_empty() {
+            return Err(ClientError::Config {
+                detail: "no endpoint: set endpoint or endpoints (host:port of nodes)".into(),
+            });
+        }
         for (name, v) in [
             ("request_timeout_ms", self.request_timeout_ms),
             ("connect_timeout_ms", self.connect_timeout_ms),
@@ -189,5 +208,25 @@ impl ClientConfig {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_come_from_endpoint_then_endpoints_and_one_is_required() {
+        let cfg: ClientConfig =
+            toml::from_str("endpoints = [\"10.0.0.2:7400\", \"10.0.0.3:7400\"]\nca_cert = \"ca.pem\"\n")
+                .expect("parse");
+        assert_eq!(cfg.seeds(), ["10.0.0.2:7400", "10.0.0.3:7400"]);
+        cfg.check().expect("endpoints alone are enough");
+        let mut one = ClientConfig::new("10.0.0.1:7400".into(), "n".into(), "ca.pem".into());
+        one.endpoints = vec!["10.0.0.2:7400".into()];
+        assert_eq!(one.seeds(), ["10.0.0.1:7400", "10.0.0.2:7400"]);
+        let none: ClientConfig = toml::from_str("ca_cert = \"ca.pem\"\n").expect("parse");
+        let e = none.check().expect_err("no seed");
+        assert!(e.to_string().contains("no endpoint"), "{e}");
     }
 }

@@ -28,7 +28,8 @@ mod write;
 
 pub use body::ObjectBody;
 pub use client::{
-    BucketOptions, Client, GetOptions, GetResult, ListPage, ListRequest, PutOptions, PutReceipt, VersionsPage,
+    BucketOptions, Client, GetOptions, GetResult, ListPage, ListRequest, PushReport, PutOptions, PutReceipt,
+    VersionsPage,
 };
 pub use config::ClientConfig;
 pub use crr::VersionHeld;

@@ -71,15 +71,10 @@ fn ops_name(ops: CrrOps) -> &'static str {
 async fn push(c: &Client, map: &mut tessera_wire::ClusterMap) -> Result<(), ClientError> {
     map.epoch += 1;
     map.validate()?;
-    let failed = c.push_map(map).await?;
-    if failed.is_empty() {
-        println!("map epoch {} installed on every node", map.epoch);
-    } else {
-        println!(
-            "map epoch {} installed; refused or unreachable (they catch up on next contact): {}",
-            map.epoch,
-            failed.join("; ")
-        );
+    let report = c.push_map(map).await?;
+    println!("{}", report.summary(map.epoch));
+    if !report.refused.is_empty() {
+        return Err(ClientError::Config { detail: format!("map epoch {} refused by some nodes (above)", map.epoch) });
     }
     Ok(())
 }

@@ -120,8 +120,12 @@ enum Cmd {
     PushMap {
         /// Map file.
         map: PathBuf,
+        /// Only check the file (parse, validate, build placement) and print
+        /// what it describes; contact no node.
+        #[arg(long)]
+        check: bool,
     },
-    /// Anti-entropy repair and scrubbing: `status`, or `rate MIB_S`.
+    /// Anti-entropy repair and scrubbing: `status`, `rate MIB_S`, or `wait`.
     Repair {
         #[command(subcommand)]
         cmd: repair_cmd::RepairCmd,
@@ -271,6 +275,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let got = c.get(bucket, key, GetOptions { version, range }).await?;
             let len = range.map(|r| r.len).unwrap_or(got.meta.size_bytes);
             match file {
+                // A device or FIFO (/dev/null, a pipe) is written in place:
+                // renaming a file over it would replace it.
+                Some(path) if std::fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir()) => {
+                    let mut f = tokio::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .await
+                        .map_err(|e| CliError::Io(format!("cannot open {}: {e}", path.display())))?;
+                    got.body.copy_to(&mut f).await?;
+                    f.flush().await.map_err(|e| CliError::Io(format!("{}: {e}", path.display())))?;
+                    eprintln!("got {bucket}/{key}: {len} bytes -> {}", path.display());
+                }
                 Some(path) => {
                     let tmp = path.with_extension("tessera-partial");
                     let f = tokio::fs::File::create(&tmp)
@@ -335,15 +351,29 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .await
                 .map_err(|e| CliError::Io(e.to_string()))??;
         }
-        Cmd::PushMap { map } => {
+        Cmd::PushMap { map, check } => {
             let text = std::fs::read_to_string(&map).map_err(|e| CliError::Io(format!("{}: {e}", map.display())))?;
-            let m = tessera_wire::ClusterMap::from_toml(&text).map_err(|e| CliError::Usage(e.to_string()))?;
+            let m = tessera_wire::ClusterMap::from_toml(&text)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", map.display())))?;
+            if check {
+                let view = tessera_client::MapView::new(m.clone())?;
+                let nodes: usize = m.zones.iter().map(|z| z.nodes.len()).sum();
+                println!(
+                    "{}: region {} epoch {}: {} zones, {nodes} nodes, {} targets, {} placement groups: valid",
+                    map.display(),
+                    m.region,
+                    m.epoch,
+                    m.zones.len(),
+                    view.locs.len(),
+                    view.placement.groups()
+                );
+                return Ok(());
+            }
             let c = client(cli.config).await?;
-            let failed = c.push_map(&m).await?;
-            if failed.is_empty() {
-                println!("map epoch {} installed on every node", m.epoch);
-            } else {
-                println!("map epoch {} installed; refused or unreachable: {}", m.epoch, failed.join("; "));
+            let report = c.push_map(&m).await?;
+            println!("{}", report.summary(m.epoch));
+            if !report.refused.is_empty() {
+                return Err(CliError::Io(format!("map epoch {} refused by some nodes (above)", m.epoch)));
             }
         }
         Cmd::Crr { cmd } => {
@@ -351,6 +381,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             if !crr_cmd::run(&c, cmd).await? {
                 return Err(CliError::Io("some nodes did not answer (listed above)".into()));
             }
+        }
+        Cmd::Repair { cmd: repair_cmd::RepairCmd::Wait { timeout_s } } => {
+            let c = client(cli.config).await?;
+            repair_cmd::wait(&c, std::time::Duration::from_secs(timeout_s)).await.map_err(CliError::Io)?;
         }
         Cmd::Repair { cmd } => {
             let c = client(cli.config).await?;

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{content, fully_redundant, port_base, seed, Region, Rng};
+use common::{content, fully_redundant, port_base, seed, tessera, Region, Rng};
 use tessera_client::{Client, GetOptions, PutOptions, VersionId};
 
 const BUCKET: &str = "chaos";
@@ -521,6 +521,20 @@ async fn a_replaced_disk_is_refilled_by_repair() {
     }
     assert!(removed >= 2, "expected target and index files in {}", data.display());
     region.dev("start-node", &["z2-n1"]);
+    // The operator's gate (add or drain nodes one step at a time): once it
+    // says repair has caught up, every copy must be back, with no waiting.
+    let wait = tessera()
+        .arg("--config")
+        .arg(region.dir.join("client.toml"))
+        .args(["repair", "wait", "--timeout-s", "180"])
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&wait.stdout), String::from_utf8_lossy(&wait.stderr));
+    assert!(wait.status.success(), "tessera repair wait: {said}");
+    assert!(said.contains("repair caught up"), "{said}");
+    for (key, (_, v)) in &acked {
+        assert!(fully_redundant(&c, BUCKET, key, *v).await, "repair wait returned before {key} was refilled: {said}");
+    }
     let took = await_full_redundancy(&c, &acked, Duration::from_secs(180)).await;
     println!("a node with {removed} files wiped was refilled in {:.1} s", took.as_secs_f64());
     println!("{}", region.cli(&["repair", "status"]));

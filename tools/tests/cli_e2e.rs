@@ -121,6 +121,25 @@ fn one_gib_put_and_get_through_the_cli() {
         get_rss / 1_024,
         node_rss / 1_024
     );
+    // A FIFO (as /dev/null, a device) is written in place, never replaced
+    // by a renamed file.
+    let small = dir.join("small.bin");
+    std::fs::write(&small, vec![7u8; 100_001]).unwrap();
+    run_cli(&config, &["put", small.to_str().unwrap(), "big/small"]);
+    let fifo = dir.join("pipe");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            std::fs::File::open(&fifo).unwrap().read_to_end(&mut got).unwrap();
+            got
+        })
+    };
+    run_cli(&config, &["get", "big/small", fifo.to_str().unwrap()]);
+    assert_eq!(reader.join().unwrap(), vec![7u8; 100_001], "bytes read from the FIFO");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO was replaced");
     let _ = Command::new("kill").arg("-INT").arg(dev.id().to_string()).status();
     let status = dev.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);

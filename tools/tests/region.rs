@@ -56,6 +56,20 @@ async fn losing_any_zone_right_after_the_ack_loses_nothing() {
             acked.insert(key, len);
         }
         region.stop_zone(&zone);
+        // A client starting now whose first seeds are in the dead zone
+        // still connects, from the next seed that answers.
+        let mut seeds = c.node_addrs();
+        seeds.sort_by_key(|(name, _)| !name.starts_with(zone.as_str()));
+        assert!(seeds[0].0.starts_with(zone.as_str()), "{seeds:?}");
+        let mut cfg = region.client_config();
+        cfg.endpoint = seeds[0].1.to_string();
+        cfg.endpoints = seeds[1..].iter().map(|(_, a)| a.to_string()).collect();
+        let late = Client::connect(cfg).await.unwrap();
+        let (key, len) = acked.iter().next().unwrap();
+        assert_eq!(
+            late.get("zloss", key, GetOptions::default()).await.unwrap().bytes().await.unwrap(),
+            content(key, *len)
+        );
         let t = Instant::now();
         read_all(&c, "zloss", &acked).await;
         println!("zone {zone} down: read {} objects back in {:.1} s", acked.len(), t.elapsed().as_secs_f64());
@@ -250,8 +264,15 @@ async fn versioned_buckets_and_epoch_changes_under_load() {
         targets: vec![tessera_wire::MapTarget { id: tessera_wire::TargetId(999), core: 0, capacity_bytes: 0 }],
     });
     let admin = region.client("vers", true).await;
-    let failed = admin.push_map(&map).await.unwrap();
-    assert_eq!(failed.len(), 1, "only the joining node (not running) refuses: {failed:?}");
+    let report = admin.push_map(&map).await.unwrap();
+    assert_eq!(report.unreachable.len(), 1, "only the joining node (not running) is not reached: {report:?}");
+    assert!(report.refused.is_empty() && report.installed.len() == 6, "{report:?}");
+    let again = admin.push_map(&map).await.unwrap();
+    assert!(again.installed.is_empty() && again.refused.is_empty() && again.already.len() == 6, "{again:?}");
+    let mut older = map.clone();
+    older.epoch -= 1;
+    let stale = admin.push_map(&older).await.unwrap();
+    assert_eq!(stale.refused.len(), 6, "a map older than the nodes' is refused: {stale:?}");
     for w in writers {
         w.await.unwrap();
     }
