@@ -79,6 +79,12 @@ pub(crate) fn error_response(code: ErrorCode, detail: impl std::fmt::Display) ->
     Response::Error(ErrorBody { code, detail })
 }
 
+/// Position of `target` in group `pg` under this placement (the shard
+/// index it holds), or None when it is no member.
+fn shard_in(p: &tessera_wire::Placement, pg: u32, target: tessera_wire::TargetId) -> Option<u16> {
+    p.targets(pg).iter().position(|t| *t == target).and_then(|i| u16::try_from(i).ok())
+}
+
 fn engine_error(e: &EngineError) -> Response {
     let code = match e {
         EngineError::TargetFull { .. } => ErrorCode::TargetFull,
@@ -372,7 +378,7 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
             (Err(r), _) => r,
             (_, Err(e)) => error_response(ErrorCode::Internal, e),
             (Ok(engine), Ok(p)) => engine
-                .pg_digests(&|b: &str, k: &str| p.pg_of(b, k), &d.pgs)
+                .pg_digests(&|b: &str, k: &str| p.pg_of(b, k), &|pg| shard_in(&p, pg, d.target), &d.pgs)
                 .map(|sums| Response::PgDigestOk(PgDigestOk { target: d.target, sums }))
                 .unwrap_or_else(|e| engine_error(&e)),
         },
@@ -380,7 +386,13 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
             (Err(r), _) => r,
             (_, Err(e)) => error_response(ErrorCode::Internal, e),
             (Ok(engine), Ok(p)) => engine
-                .pg_list(&|b: &str, k: &str| p.pg_of(b, k), l.pg, l.after.as_ref(), l.limit)
+                .pg_list(
+                    &|b: &str, k: &str| p.pg_of(b, k),
+                    &|pg| shard_in(&p, pg, l.target),
+                    l.pg,
+                    l.after.as_ref(),
+                    l.limit,
+                )
                 .map(Response::PgListOk)
                 .unwrap_or_else(|e| engine_error(&e)),
         },

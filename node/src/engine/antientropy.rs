@@ -43,6 +43,33 @@ pub struct ScrubStep {
 /// (group, version) → (state, object bytes), sorted.
 type GroupVersions = BTreeMap<(u32, VersionRef), (VersionState, u64)>;
 
+/// Which shard of a group this target holds under the current map
+/// (`None`: it is no member).
+pub(crate) type ShardOf<'a> = &'a dyn Fn(u32) -> Option<u16>;
+
+/// Whether a committed version's stored shard is not the one this target
+/// holds in its group now. A map change (a node added, or drained) can give
+/// a target that keeps a version another position in the group: it holds
+/// the version, but not the shard readers now ask it for. Counted as
+/// corrupt, repair rewrites the right shard. Versions without shards
+/// (delete markers) are never misplaced.
+fn misplaced(
+    shards: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    obj: &[u8],
+    want: Option<u16>,
+) -> Result<bool, EngineError> {
+    let Some(want) = want else { return Ok(false) };
+    let mut first = obj.to_vec();
+    first.extend_from_slice(&0u32.to_be_bytes());
+    first.extend_from_slice(&want.to_be_bytes());
+    if shards.get(first.as_slice())?.is_some() {
+        return Ok(false);
+    }
+    let mut end = obj.to_vec();
+    end.extend_from_slice(&[0xff; 6]);
+    Ok(shards.range::<&[u8]>(obj..end.as_slice())?.next().is_some())
+}
+
 /// Every version of one placement group on a target, merged from the
 /// committed, prepared and purged tables. Digests need neither prepared
 /// versions nor sizes: only a `listing` includes the former and decodes
@@ -50,9 +77,11 @@ type GroupVersions = BTreeMap<(u32, VersionRef), (VersionState, u64)>;
 fn group_versions(
     reader: &Reader,
     pg_of: &dyn Fn(&str, &str) -> u32,
+    shard_of: ShardOf,
     wanted: &HashSet<u32>,
     listing: bool,
 ) -> Result<GroupVersions, EngineError> {
+    let shards = reader.txn.open_table(SHARDS)?;
     let corrupt: HashSet<Vec<u8>> = {
         let t = reader.txn.open_table(CORRUPT)?;
         let mut set = HashSet::new();
@@ -91,7 +120,9 @@ fn group_versions(
                 continue;
             }
             let size = if listing { decode::<ObjectMeta>("object meta", v.value())?.size_bytes } else { 0 };
-            let state = if state == VersionState::Committed && corrupt.contains(k.value()) {
+            let state = if state == VersionState::Committed
+                && (corrupt.contains(k.value()) || misplaced(&shards, k.value(), shard_of(pg))?)
+            {
                 VersionState::Corrupt
             } else {
                 state
@@ -114,12 +145,18 @@ fn group_versions(
 
 impl Engine {
     /// Digest of this target's committed and purged versions in each of
-    /// `pgs` (in that order); `pg_of` maps a key to its group.
-    pub fn pg_digests(&self, pg_of: &dyn Fn(&str, &str) -> u32, pgs: &[u32]) -> Result<Vec<PgSum>, EngineError> {
+    /// `pgs` (in that order); `pg_of` maps a key to its group, `shard_of` a
+    /// group to this target's position in it.
+    pub fn pg_digests(
+        &self,
+        pg_of: &dyn Fn(&str, &str) -> u32,
+        shard_of: ShardOf,
+        pgs: &[u32],
+    ) -> Result<Vec<PgSum>, EngineError> {
         let reader = Reader::new(&self.inner.db)?;
         let wanted: HashSet<u32> = pgs.iter().copied().collect();
         let mut sums: HashMap<u32, PgSum> = HashMap::new();
-        for ((pg, at), (state, _)) in group_versions(&reader, pg_of, &wanted, false)? {
+        for ((pg, at), (state, _)) in group_versions(&reader, pg_of, shard_of, &wanted, false)? {
             if !counts_in_digest(state) {
                 continue;
             }
@@ -134,6 +171,7 @@ impl Engine {
     pub fn pg_list(
         &self,
         pg_of: &dyn Fn(&str, &str) -> u32,
+        shard_of: ShardOf,
         pg: u32,
         after: Option<&VersionRef>,
         limit: u32,
@@ -143,7 +181,7 @@ impl Engine {
         let mut buckets: HashMap<String, bool> = HashMap::new();
         let mut out = PgListOk { entries: Vec::new(), more: false };
         let mut name_bytes = 0usize;
-        for ((_, at), (state, size_bytes)) in group_versions(&reader, pg_of, &wanted, true)? {
+        for ((_, at), (state, size_bytes)) in group_versions(&reader, pg_of, shard_of, &wanted, true)? {
             if after.is_some_and(|a| &at <= a) {
                 continue;
             }

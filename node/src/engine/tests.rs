@@ -695,3 +695,54 @@ fn change_log_pages_of_long_keys_fit_in_one_frame() {
     });
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A map change can give a target that keeps a version another position
+/// in its group. It then holds the version but not the shard readers ask it
+/// for: anti-entropy must see that copy as corrupt (out of the digest, a
+/// rewrite planned), and as fine again once the right shard is written.
+/// Delete markers hold no shard and are never misplaced.
+#[test]
+fn a_version_held_at_another_group_position_counts_as_corrupt_until_rewritten() {
+    use tessera_wire::repair::VersionState;
+    let dir = tempdir("misplaced");
+    let cfg = config(&dir, 4 * 1_024 * 1_024);
+    let (v1, marker) = (VersionId(1 << 64), VersionId(2 << 64));
+    incarnation(Backend::Psync, &cfg, async |e: Engine| {
+        e.create_bucket(bucket("b", true)).await.expect("bucket");
+        // Stored as shard 1 of its group (put() writes shard 0; rewrite it as 1).
+        put(&e, "b", "k", v1, b"data").await.expect("put");
+        let mut buf = e.record_buffer(4).expect("buf");
+        buf.as_mut_slice()[ALIGN_BYTES..ALIGN_BYTES + 4].copy_from_slice(b"par1");
+        e.repair_shard("b", "k", v1, StripeIndex(0), ShardIndex(1), crc32c::crc32c(b"par1"), buf, 4)
+            .await
+            .expect("shard 1");
+        e.delete("b", "m", None, marker).await.expect("a delete marker for key m");
+        let pg_of = |_: &str, _: &str| 7u32;
+        let state = |at: u16, key: &str| {
+            let list = e.pg_list(&pg_of, &|_| Some(at), 7, None, 100).expect("list");
+            list.entries.iter().find(|x| x.at.key == key).map(|x| x.state)
+        };
+        let digest = |at: u16| e.pg_digests(&pg_of, &|_| Some(at), &[7]).expect("digest")[0];
+        // Position 1 (and 0, where put() wrote): held.
+        assert_eq!(state(1, "k"), Some(VersionState::Committed));
+        assert_eq!(state(0, "k"), Some(VersionState::Committed));
+        // Position 5: the version is here, its shard 5 is not.
+        assert_eq!(state(5, "k"), Some(VersionState::Corrupt));
+        assert_eq!(digest(5).versions, digest(1).versions - 1, "a misplaced copy is out of the digest");
+        assert_ne!(digest(5).digest, digest(1).digest);
+        // The marker has no shard: at any position it is what it is.
+        assert_eq!(state(5, "m"), state(1, "m"));
+        assert!(state(5, "m").is_some());
+        // Repair writes shard 5: the copy is whole again at position 5.
+        let mut buf = e.record_buffer(4).expect("buf");
+        buf.as_mut_slice()[ALIGN_BYTES..ALIGN_BYTES + 4].copy_from_slice(b"par5");
+        e.repair_shard("b", "k", v1, StripeIndex(0), ShardIndex(5), crc32c::crc32c(b"par5"), buf, 4)
+            .await
+            .expect("shard 5");
+        assert_eq!(state(5, "k"), Some(VersionState::Committed));
+        assert_eq!(digest(5), digest(1));
+        // Not a member (None): nothing is judged.
+        assert_eq!(e.pg_list(&pg_of, &|_| None, 7, None, 100).expect("list").entries.len(), 2);
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
