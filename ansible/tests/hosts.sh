@@ -14,8 +14,11 @@ image=${TESSERA_HOST_IMAGE:-tessera-host:bookworm}
 net=${TESSERA_HOST_NET:-tessera-ansible}
 subnet=${TESSERA_HOST_SUBNET:-172.31.250}
 mirror=${TESSERA_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# Region a: 3 zones x 2 hosts (one rack per zone); region b: 3 zones x 1 host.
-hosts=(a-z1-h1 a-z1-h2 a-z2-h1 a-z2-h2 a-z3-h1 a-z3-h2 b-z1-h1 b-z2-h1 b-z3-h1)
+# Region a: 3 zones x 2 hosts (one rack per zone); region b: 3 zones x 1
+# host; a-z1-h3 (a second rack in a's zone z1) is a spare for the expansion
+# test. Inventories written: hosts.yml (without the spare), hosts-added.yml
+# (with it), hosts-final.yml (with it, a-z1-h1 decommissioned).
+hosts=(a-z1-h1 a-z1-h2 a-z2-h1 a-z2-h2 a-z3-h1 a-z3-h2 b-z1-h1 b-z2-h1 b-z3-h1 a-z1-h3)
 
 build_image() {
     docker image inspect "$image" >/dev/null 2>&1 && return
@@ -49,42 +52,57 @@ up() {
             --security-opt seccomp=unconfined \
             -v "$dir/id_ed25519.pub:/root/.ssh/authorized_keys:ro" "$image" >/dev/null
     done
-    {
-        echo "# Written by ansible/tests/hosts.sh: the container hosts of the playbook test."
-        echo "all:"
-        echo "  vars:"
-        echo "    ansible_user: root"
-        echo "    ansible_ssh_private_key_file: $dir/id_ed25519"
-        echo "    ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
-        echo "  children:"
-        echo "    tessera:"
-        echo "      children:"
-        i=10
-        for r in a b; do
-            echo "        region_$r:"
-            echo "          children:"
-            for z in z1 z2 z3; do
-                echo "            zone_${r}_$z:"
-                echo "              children:"
-                echo "                rack_${r}_${z}_r1:"
-                echo "                  hosts:"
+    inventory a-z1-h1 a-z1-h2 a-z2-h1 a-z2-h2 a-z3-h1 a-z3-h2 b-z1-h1 b-z2-h1 b-z3-h1 >"$dir/hosts.yml"
+    inventory "${hosts[@]}" >"$dir/hosts-added.yml"
+    inventory a-z1-h2 a-z2-h1 a-z2-h2 a-z3-h1 a-z3-h2 b-z1-h1 b-z2-h1 b-z3-h1 a-z1-h3 >"$dir/hosts-final.yml"
+    wait_ssh
+}
+
+# The inventory of the given hosts (regions, zones, racks as groups).
+inventory() {
+    local members=" $* " i
+    echo "# Written by ansible/tests/hosts.sh: the container hosts of the playbook test."
+    echo "all:"
+    echo "  vars:"
+    echo "    ansible_user: root"
+    echo "    ansible_ssh_private_key_file: $dir/id_ed25519"
+    echo "    ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+    echo "  children:"
+    echo "    tessera:"
+    echo "      children:"
+    for r in a b; do
+        echo "        region_$r:"
+        echo "          children:"
+        for z in z1 z2 z3; do
+            echo "            zone_${r}_$z:"
+            echo "              children:"
+            for k in r1 r2; do
+                local rack=""
+                i=10
                 for h in "${hosts[@]}"; do
+                    i=$((i + 1))
                     case $h in "$r-$z-"*) ;; *) continue ;; esac
-                    local n=$(( $(printf '%s\n' "${hosts[@]}" | grep -n "^$h\$" | cut -d: -f1) + 10 ))
+                    case "$members" in *" $h "*) ;; *) continue ;; esac
+                    # h3 hosts stand in a second rack.
+                    case $h in *-h3) [ $k = r2 ] || continue ;; *) [ $k = r1 ] || continue ;; esac
+                    if [ -z "$rack" ]; then
+                        rack=1
+                        echo "                rack_${r}_${z}_$k:"
+                        echo "                  hosts:"
+                    fi
                     echo "                    $h:"
-                    echo "                      ansible_host: $subnet.$n"
+                    echo "                      ansible_host: $subnet.$i"
                     echo "                      tessera_node_targets:"
                     # 12 targets per region: 2 per host in a, 4 per host in b.
                     local per=2
                     [ "$r" = b ] && per=4
                     for t in $(seq "$per"); do
-                        echo "                        - {id: $(( (n - 10) * 10 + t )), path: /var/lib/tessera/target-$t.dat, capacity_bytes: 268435456}"
+                        echo "                        - {id: $(( (i - 10) * 10 + t )), path: /var/lib/tessera/target-$t.dat, capacity_bytes: 268435456}"
                     done
                 done
             done
         done
-    } >"$dir/hosts.yml"
-    wait_ssh
+    done
 }
 
 # Wait for every sshd.

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The playbooks on real hosts: containers built here and reached over SSH
-# (tests/hosts.sh), two regions (a: 3 zones x 2 hosts, b: 3 zones x 1 host).
-# Deploys with site.yml, checks that a second run changes nothing, writes
-# and reads through the client from outside, stops a zone and reads again,
-# then upgrades region a node by node under a bounded client load (verify
-# on) that must see 0 errors. Nodes run as supervised processes (no init
-# system in the containers); everything else is the bare-metal path.
+# (tests/hosts.sh), two regions (a: 3 zones x 2 hosts, b: 3 zones x 1 host)
+# with a replication rule from a to b. Deploys with site.yml, checks that a
+# second run changes nothing, writes and reads through the client from
+# outside and sees the objects replicated to b, stops a zone and reads
+# again, reverts a rule added by hand (the inventory owns the map), upgrades
+# region a node by node under a bounded client load (verify on) that must
+# see 0 errors, adds a node (add_nodes.yml), refuses two bad decommissions,
+# decommissions a node (decommission.yml), checks that site.yml then
+# changes nothing, and reads everything with another zone stopped: the new
+# node must hold the data the old one held. Nodes run as supervised
+# processes (no init system in the containers); everything else is the
+# bare-metal path.
 # Usage: ansible/tests/run.sh TESSERA_BIN TESSERA_BENCH_BIN [DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,7 +21,7 @@ dir=${3:-$(mktemp -d /tmp/tessera-ansible.XXXXXX)}
 mkdir -p "$dir"
 export ANSIBLE_CONFIG=$here/ansible.cfg ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 cleanup() { "$here/tests/hosts.sh" down "$dir" || true; }
-trap cleanup EXIT
+[ -n "${TESSERA_ANSIBLE_KEEP:-}" ] || trap cleanup EXIT   # TESSERA_ANSIBLE_KEEP=1 leaves the hosts up to look at
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 "$here/tests/hosts.sh" up "$dir"
@@ -26,6 +32,9 @@ tessera_node_version: "$1"
 tessera_service_manager: process
 tessera_tuning_apply_sysctls: false
 tessera_pki_dir: $dir/pki
+tessera_node_repair_interval_ms: 2000
+tessera_node_crr_rules:
+  - {id: photos-to-b, source_region: a, bucket: photos, dest_region: b, backfill: true}
 V
 }
 play() { ansible-playbook -i "$dir/hosts.yml" -e "@$dir/vars.yml" "$@"; }
@@ -41,23 +50,49 @@ changed=$(recap_changed "$dir/site2.log")
 [ "$changed" = 0 ] || { grep -B2 'changed:' "$dir/site2.log" | head -40; fail "second run changed $changed things"; }
 
 echo "== the client against the deployed region (from outside, over the bridge)"
-a1=$(grep -A1 'a-z1-h1:' "$dir/hosts.yml" | sed -n 's/.*ansible_host: //p')
-a2=$(grep -A1 'a-z2-h1:' "$dir/hosts.yml" | sed -n 's/.*ansible_host: //p')
-for ip in "$a1" "$a2"; do
+ip_of() { grep -A1 "$1:" "$dir/hosts-added.yml" | sed -n 's/.*ansible_host: //p'; }
+a1=$(ip_of a-z1-h1) a2=$(ip_of a-z2-h1) a3=$(ip_of a-z3-h1) b1=$(ip_of b-z1-h1)
+for ip in "$a1" "$a2" "$a3"; do
     printf 'endpoint = "%s:7400"\nserver_name = "tessera-a"\nca_cert = "%s/pki/a/ca.pem"\n' "$ip" "$dir" >"$dir/client-$ip.toml"
 done
+printf 'endpoint = "%s:7400"\nserver_name = "tessera-b"\nca_cert = "%s/pki/b/ca.pem"\n' "$b1" "$dir" >"$dir/client-$b1.toml"
 c() { "$bin" --config "$dir/client-$1.toml" "${@:2}"; }
 c "$a1" mb photos >/dev/null
+c "$b1" mb photos >/dev/null
 for i in 1 2 3; do head -c $((i * 700001)) /dev/urandom >"$dir/obj$i"; c "$a1" put "$dir/obj$i" "photos/obj$i" >/dev/null; done
 [ "$(c "$a1" ls photos | wc -l)" = 3 ] || fail "ls does not list the 3 objects"
 for i in 1 2 3; do c "$a1" get "photos/obj$i" "$dir/back$i" >/dev/null; cmp -s "$dir/obj$i" "$dir/back$i" || fail "obj$i read back differs"; done
+
+# Every object of region a's photos bucket is in region b, byte for byte
+# (bounded: 60 s).
+replicated() {
+    local deadline=$((SECONDS + 60)) f
+    for f in "$@"; do
+        until c "$b1" get "photos/$f" "$dir/b-$f" >/dev/null 2>&1 && cmp -s "$dir/$f" "$dir/b-$f"; do
+            [ $SECONDS -lt $deadline ] || { c "$a1" crr status || true; fail "photos/$f is not replicated to region b"; }
+            sleep 1
+        done
+    done
+}
+echo "== replication a -> b (rule from the inventory)"
+c "$a1" crr ls | grep -q '^photos-to-b ' || fail "the inventory's rule is not in region a's map"
+replicated obj1 obj2 obj3
+
+echo "== a rule added by hand (replaced by the inventory's on the next run, below)"
+c "$a2" mb scratch >/dev/null
+c "$a2" crr add --id by-hand --bucket scratch --dest-region b --dest-bucket photos >/dev/null
+c "$a2" crr ls | grep -q '^by-hand ' || fail "tessera crr add did not add the rule"
 
 echo "== zone z1 stopped: reads still served"
 docker stop a-z1-h1 a-z1-h2 >/dev/null
 for i in 1 2 3; do c "$a2" get "photos/obj$i" "$dir/back$i" >/dev/null; cmp -s "$dir/obj$i" "$dir/back$i" || fail "obj$i differs with z1 down"; done
 docker start a-z1-h1 a-z1-h2 >/dev/null
 "$here/tests/hosts.sh" wait "$dir"
+
+echo "== site.yml after the zone came back: nodes restarted, the hand-made rule replaced"
 play "$here/playbooks/site.yml" >"$dir/site3.log" 2>&1 || { tail -40 "$dir/site3.log"; fail "site.yml after the zone came back"; }
+c "$a2" crr ls | grep -q '^by-hand ' && fail "site.yml left the hand-made rule in the map"
+c "$a2" crr ls | grep -q '^photos-to-b ' || fail "site.yml lost the inventory's rule"
 
 echo "== rolling upgrade of region a under load"
 "$bench" --config="$dir/client-$a2.toml" --eta=never --output-format=json --output="$dir/load.json" \
@@ -71,6 +106,8 @@ wait $load || true   # the load runs its 240 s and reports
 for h in a-z1-h1 a-z1-h2 a-z2-h1 a-z2-h2 a-z3-h1 a-z3-h2; do
     [ "$(docker exec "$h" readlink /usr/local/bin/tessera)" = /opt/tessera/1.0.1/tessera ] || fail "$h not upgraded"
 done
+order=$(grep -A1 'TASK \[The node runs the new version\]' "$dir/upgrade.log" | sed -n 's/^ok: \[\(.*\)\]$/\1/p' | tr '\n' ' ')
+[ "$order" = "a-z1-h1 a-z1-h2 a-z2-h1 a-z2-h2 a-z3-h1 a-z3-h2 " ] || fail "upgrade order was not zone by zone: $order"
 python3 - "$dir/load.json" <<'PY' || fail "the load saw errors during the upgrade"
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]
@@ -79,4 +116,54 @@ print(f"load during the upgrade: {ops} operations, errors {j['tessera']['errors'
       f"{j['tessera']['verified']} reads verified")
 sys.exit(1 if j["tessera"]["errors"] or ops < 100 else 0)
 PY
+
+echo "== replication still runs on the new version"
+head -c 300001 /dev/urandom >"$dir/obj4"
+c "$a2" put "$dir/obj4" photos/obj4 >/dev/null
+replicated obj1 obj2 obj3 obj4
+
+echo "== add_nodes.yml: a-z1-h3 joins zone z1 in a new rack"
+add() { ansible-playbook -i "$dir/hosts-added.yml" -e "@$dir/vars.yml" "$@"; }
+add "$here/playbooks/add_nodes.yml" >"$dir/add.log" 2>&1 || { tail -40 "$dir/add.log"; fail "add_nodes.yml"; }
+grep -q 'repair caught up' "$dir/add.log" || fail "add_nodes.yml did not wait for repair"
+st=$(c "$a2" repair status) || fail "a node of region a does not answer after add_nodes.yml: $st"
+grep -q '^a-z1-h3 ' <<<"$st" || fail "a-z1-h3 is not in region a's map"
+
+echo "== decommission.yml refuses without confirmation, and a drain the zone cannot take"
+add "$here/playbooks/decommission.yml" -e tessera_decommission_host=a-z1-h1 >"$dir/decom0.log" 2>&1 \
+    && fail "decommission.yml ran without tessera_decommission_confirm"
+grep -q 'tessera_decommission_confirm' "$dir/decom0.log" || { tail -20 "$dir/decom0.log"; fail "no word of the confirmation"; }
+epoch() { docker exec a-z2-h2 sed -n 's/^epoch = //p' /etc/tessera/map.ansible.toml; }
+before=$(epoch)
+add "$here/playbooks/decommission.yml" -e tessera_decommission_host=a-z2-h1 -e tessera_decommission_confirm=a-z2-h1 \
+    >"$dir/decom1.log" 2>&1 && fail "decommission.yml drained a-z2-h1 out of a zone that cannot lose it"
+grep -q 'weighted targets' "$dir/decom1.log" || { tail -30 "$dir/decom1.log"; fail "the refused drain does not say why"; }
+[ "$(epoch)" = "$before" ] || fail "a refused drain changed region a's map (epoch $before -> $(epoch))"
+
+echo "== decommission.yml: a-z1-h1 leaves region a"
+add "$here/playbooks/decommission.yml" -e tessera_decommission_host=a-z1-h1 -e tessera_decommission_confirm=a-z1-h1 \
+    >"$dir/decom.log" 2>&1 || { tail -40 "$dir/decom.log"; fail "decommission.yml"; }
+docker exec a-z1-h1 pgrep -f 'tessera node' >/dev/null && fail "a-z1-h1 still runs its node"
+grep -q 'repair caught up' "$dir/decom.log" || fail "decommission.yml did not wait for repair"
+st=$(c "$a2" repair status) || fail "a node of region a does not answer after decommission.yml: $st"
+grep -q '^a-z1-h1 ' <<<"$st" && fail "a-z1-h1 is still in region a's map"
+grep -q '^a-z1-h3 ' <<<"$st" || fail "a-z1-h3 left region a's map"
+
+echo "== site.yml with a-z1-h1 out of the inventory: nothing changes"
+final() { ansible-playbook -i "$dir/hosts-final.yml" -e "@$dir/vars.yml" "$@"; }
+final "$here/playbooks/site.yml" >"$dir/site4.log" 2>&1 || { tail -40 "$dir/site4.log"; fail "site.yml after the decommission"; }
+changed=$(recap_changed "$dir/site4.log")
+[ "$changed" = 0 ] || { grep -B2 'changed:' "$dir/site4.log" | head -40; fail "site.yml after the decommission changed $changed things"; }
+
+echo "== zone z2 stopped: every object read from z1 (h2, and h3 that took h1's place) and z3"
+docker stop a-z2-h1 a-z2-h2 >/dev/null
+for i in 1 2 3 4; do
+    c "$a3" get "photos/obj$i" "$dir/back$i" >/dev/null || fail "obj$i unreadable with z2 down after the decommission"
+    cmp -s "$dir/obj$i" "$dir/back$i" || fail "obj$i differs with z2 down after the decommission"
+done
+c "$a3" ls --recursive load | awk '{print $NF}' >"$dir/load-keys"
+[ -s "$dir/load-keys" ] || fail "the load bucket lists nothing with z2 down"
+while read -r k; do
+    c "$a3" get "load/$k" "$dir/loadobj" >/dev/null || fail "load/$k unreadable with z2 down after the decommission"
+done <"$dir/load-keys"
 echo "PASS"

@@ -1,7 +1,9 @@
 //! The Ansible playbooks on real hosts: `ansible/tests/run.sh` builds a
 //! Debian image here, starts containers as hosts reached over SSH, deploys
-//! two regions with site.yml, checks idempotence, reads through a stopped
-//! zone, and upgrades a region node by node under load with 0 errors.
+//! two regions replicating a to b with site.yml, checks idempotence, reads
+//! through a stopped zone, upgrades a region node by node under load with
+//! 0 errors, adds a node and decommissions another, and reads everything
+//! with a zone stopped afterwards.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
