@@ -314,6 +314,15 @@ impl Client {
         }
     }
 
+    /// One node's name, map epoch, version and targets.
+    pub async fn node_status(&self, addr: SocketAddr) -> Result<tessera_wire::NodeStatusOk, ClientError> {
+        let req = Request::NodeStatus(tessera_wire::NodeStatus {});
+        match self.inner.transport.call(addr, &req, &[], 0).await?.response {
+            Response::NodeStatusOk(s) => Ok(s),
+            other => Err(unexpected("node status", other)),
+        }
+    }
+
     /// Set one node's repair bandwidth (MiB/s; 0 pauses).
     pub async fn set_repair_rate(&self, addr: SocketAddr, mib_s: u32) -> Result<RepairStatusOk, ClientError> {
         let epoch = self.view().map.epoch;

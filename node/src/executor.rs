@@ -207,6 +207,7 @@ fn core_main(
                         client_cfg.clone(),
                         cfg.node_name.clone(),
                         metrics.clone(),
+                        ctx.map.clone(),
                         Duration::from_millis(cfg.repair_interval_ms),
                     ));
                 }

@@ -100,11 +100,15 @@ struct RoundFigures {
 }
 
 /// Run anti-entropy forever: one round, then `interval` of rest (none if
-/// the round repaired something).
+/// the round repaired something). Each round starts from the newest map
+/// any node of the region holds; when that is newer than this node's (it
+/// was down, or restarted from an older map file, while a map was pushed),
+/// the node takes it, so it catches up by itself within one interval.
 pub(crate) async fn run(
     client_cfg: tessera_client::ClientConfig,
     node: String,
     metrics: Arc<NodeMetrics>,
+    map: Arc<crate::cluster::MapState>,
     interval: Duration,
 ) {
     let mut client: Option<Client> = None;
@@ -125,6 +129,7 @@ pub(crate) async fn run(
             },
         };
         let _ = c.refresh_map().await;
+        catch_up(&c, &map);
         let start = Instant::now();
         let repaired = match round(&c, &node, &metrics, &pacer).await {
             Ok(n) => n,
@@ -140,6 +145,23 @@ pub(crate) async fn run(
         if repaired == 0 {
             tokio::time::sleep(interval).await;
         }
+    }
+}
+
+/// Install the region's newest map (as the repair client last fetched it)
+/// if it is newer than this node's.
+fn catch_up(c: &Client, map: &crate::cluster::MapState) {
+    let newest = c.view();
+    if newest.map.epoch <= map.epoch() {
+        return;
+    }
+    let installed =
+        newest.map.to_postcard().map_err(|e| e.to_string()).and_then(|b| map.install(&b).map_err(|e| e.to_string()));
+    match installed {
+        Ok(epoch) => tracing::info!(epoch, "took a newer cluster map from the region"),
+        // Raced with a push, or a map that no longer describes this node
+        // (it was removed): keep serving what it has.
+        Err(e) => tracing::warn!(epoch = newest.map.epoch, error = %e, "newer cluster map not taken"),
     }
 }
 

@@ -543,3 +543,44 @@ async fn a_replaced_disk_is_refilled_by_repair() {
         assert!(got == content(key, *len as usize), "{key}");
     }
 }
+
+/// A node that was down while a new map was pushed restarts from its old
+/// map file. It must take the region's newer map by itself (no operator
+/// push), within a few repair rounds, and then serve the client that
+/// already uses the new map.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_with_an_old_map_catches_up_by_itself() {
+    let region = Region::new("oldmap", port_base(26), &["--repair-interval-ms", "1000"]);
+    let c = region.client(BUCKET, false).await;
+    region.dev("kill-node", &["z2-n1"]);
+    let mut map = c.view().map.clone();
+    map.epoch += 1;
+    let report = c.push_map(&map).await.unwrap();
+    assert_eq!(report.unreachable.len(), 1, "only z2-n1 is down: {report:?}");
+    // Nodes the push reaches late may have taken the map from another node
+    // already: "already" counts as done.
+    assert_eq!(report.installed.len() + report.already.len(), 5, "{report:?}");
+    assert!(report.refused.is_empty(), "{report:?}");
+    let file = std::fs::read_to_string(region.dir.join("z2-n1/map.toml")).unwrap();
+    let held = tessera_wire::ClusterMap::from_toml(&file).unwrap().epoch;
+    assert_eq!(held, map.epoch - 1, "z2-n1 restarts from its old map file");
+    region.dev("start-node", &["z2-n1"]);
+    let addr = c.node_addrs().into_iter().find(|(n, _)| n == "z2-n1").unwrap().1;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = c.node_status(addr).await.map(|s| s.map_epoch);
+        if now.as_ref().is_ok_and(|e| *e == map.epoch) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "z2-n1 is at epoch {now:?}, the region at {}", map.epoch);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // It serves requests made under the new map: a write covering every
+    // node's targets, and the read back.
+    for i in 0..12 {
+        let key = format!("oldmap/{i}");
+        c.put(BUCKET, &key, content(&key, 10_000)).await.unwrap();
+        let got = c.get(BUCKET, &key, GetOptions::default()).await.unwrap().bytes().await.unwrap();
+        assert_eq!(got, content(&key, 10_000));
+    }
+}
