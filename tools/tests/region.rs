@@ -266,7 +266,10 @@ async fn versioned_buckets_and_epoch_changes_under_load() {
     let admin = region.client("vers", true).await;
     let report = admin.push_map(&map).await.unwrap();
     assert_eq!(report.unreachable.len(), 1, "only the joining node (not running) is not reached: {report:?}");
-    assert!(report.refused.is_empty() && report.installed.len() == 6, "{report:?}");
+    // A node the push reaches late may have taken the map from another
+    // node already (each repair round fetches the newest).
+    assert!(report.refused.is_empty() && report.installed.len() + report.already.len() == 6, "{report:?}");
+    assert!(!report.installed.is_empty(), "{report:?}");
     let again = admin.push_map(&map).await.unwrap();
     assert!(again.installed.is_empty() && again.refused.is_empty() && again.already.len() == 6, "{again:?}");
     let mut older = map.clone();
