@@ -279,7 +279,15 @@ impl Client {
                 let r = self.inner.transport.call(addr, &Request::SetMap(tessera_wire::SetMap {}), &bytes, 0).await;
                 match r {
                     Ok(reply) if matches!(reply.response, Response::MapOk(_)) => report.installed.push(name),
-                    Ok(reply) => report.refused.push(format!("{name}: {:?}", reply.response)),
+                    Ok(reply) => {
+                        // It may have taken this very map from another node
+                        // meanwhile (nodes fetch the newest map each repair
+                        // round): that is not a refusal.
+                        match fetch_map(&self.inner.transport, addr).await {
+                            Ok(v) if v.map.epoch == map.epoch => report.already.push(name),
+                            _ => report.refused.push(format!("{name}: {:?}", reply.response)),
+                        }
+                    }
                     Err(e) => report.unreachable.push(format!("{name}: {e}")),
                 }
             }
