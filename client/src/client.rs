@@ -679,8 +679,11 @@ pub struct PushReport {
 impl PushReport {
     /// One line per outcome, for the admin CLI.
     pub fn summary(&self, epoch: u64) -> String {
-        let mut out =
-            format!("map epoch {epoch}: installed on {}, already held by {}", self.installed.len(), self.already.len());
+        let counts = format!("{} switched to it, {} held it already", self.installed.len(), self.already.len());
+        if self.refused.is_empty() && self.unreachable.is_empty() {
+            return format!("map epoch {epoch} installed on every node ({counts})");
+        }
+        let mut out = format!("map epoch {epoch}: {counts}");
         if !self.refused.is_empty() {
             out.push_str(&format!("\nrefused by: {}", self.refused.join("; ")));
         }
