@@ -153,9 +153,10 @@ impl Client {
     pub async fn connect(cfg: ClientConfig) -> Result<Client, ClientError> {
         cfg.check()?;
         let transport = Transport::new(&cfg)?;
+        let seeds = cfg.seeds();
         let mut failed = Vec::new();
         let mut view = None;
-        for seed in cfg.seeds() {
+        for &seed in &seeds {
             let addr: SocketAddr = seed
                 .to_socket_addrs()
                 .map_err(|e| ClientError::Config { detail: format!("endpoint {seed:?}: {e}") })?
@@ -167,7 +168,7 @@ impl Client {
                     break;
                 }
                 // One seed: its own error, as before.
-                Err(e) if cfg.seeds().len() == 1 => return Err(e),
+                Err(e) if seeds.len() == 1 => return Err(e),
                 Err(e) => failed.push(format!("{seed}: {e}")),
             }
         }
@@ -261,17 +262,18 @@ impl Client {
                 let Some(&port) = node.ports.first() else { continue };
                 let addr = SocketAddr::new(node.host, port);
                 let name = node.name.clone();
-                match fetch_map(&self.inner.transport, addr).await {
+                // Its epoch only (NodeStatus): no map transfer, no placement build.
+                match self.node_status(addr).await.map(|s| s.map_epoch) {
                     Err(e) => {
                         report.unreachable.push(format!("{name}: {e}"));
                         continue;
                     }
-                    Ok(v) if v.map.epoch == map.epoch => {
+                    Ok(held) if held == map.epoch => {
                         report.already.push(name);
                         continue;
                     }
-                    Ok(v) if v.map.epoch > map.epoch => {
-                        report.refused.push(format!("{name}: holds newer epoch {}", v.map.epoch));
+                    Ok(held) if held > map.epoch => {
+                        report.refused.push(format!("{name}: holds newer epoch {held}"));
                         continue;
                     }
                     Ok(_) => {}
@@ -283,8 +285,8 @@ impl Client {
                         // It may have taken this very map from another node
                         // meanwhile (nodes fetch the newest map each repair
                         // round): that is not a refusal.
-                        match fetch_map(&self.inner.transport, addr).await {
-                            Ok(v) if v.map.epoch == map.epoch => report.already.push(name),
+                        match self.node_status(addr).await {
+                            Ok(s) if s.map_epoch == map.epoch => report.already.push(name),
                             _ => report.refused.push(format!("{name}: {:?}", reply.response)),
                         }
                     }

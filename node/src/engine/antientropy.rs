@@ -52,22 +52,26 @@ pub(crate) type ShardOf<'a> = &'a dyn Fn(u32) -> Option<u16>;
 /// a target that keeps a version another position in the group: it holds
 /// the version, but not the shard readers now ask it for. Counted as
 /// corrupt, repair rewrites the right shard. Versions without shards
-/// (delete markers) are never misplaced.
+/// (delete markers) are never misplaced. `scratch` is reused: this runs
+/// for every committed version in every round's digest scan.
 fn misplaced(
     shards: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
     obj: &[u8],
     want: Option<u16>,
+    scratch: &mut Vec<u8>,
 ) -> Result<bool, EngineError> {
     let Some(want) = want else { return Ok(false) };
-    let mut first = obj.to_vec();
-    first.extend_from_slice(&0u32.to_be_bytes());
-    first.extend_from_slice(&want.to_be_bytes());
-    if shards.get(first.as_slice())?.is_some() {
+    scratch.clear();
+    scratch.extend_from_slice(obj);
+    scratch.extend_from_slice(&0u32.to_be_bytes());
+    scratch.extend_from_slice(&want.to_be_bytes());
+    if shards.get(scratch.as_slice())?.is_some() {
         return Ok(false);
     }
-    let mut end = obj.to_vec();
-    end.extend_from_slice(&[0xff; 6]);
-    Ok(shards.range::<&[u8]>(obj..end.as_slice())?.next().is_some())
+    // Any shard at all (stripe, index) of this version?
+    scratch.truncate(obj.len());
+    scratch.extend_from_slice(&[0xff; 6]);
+    Ok(shards.range::<&[u8]>(obj..scratch.as_slice())?.next().is_some())
 }
 
 /// Every version of one placement group on a target, merged from the
@@ -82,6 +86,7 @@ fn group_versions(
     listing: bool,
 ) -> Result<GroupVersions, EngineError> {
     let shards = reader.txn.open_table(SHARDS)?;
+    let mut scratch = Vec::new();
     let corrupt: HashSet<Vec<u8>> = {
         let t = reader.txn.open_table(CORRUPT)?;
         let mut set = HashSet::new();
@@ -121,7 +126,7 @@ fn group_versions(
             }
             let size = if listing { decode::<ObjectMeta>("object meta", v.value())?.size_bytes } else { 0 };
             let state = if state == VersionState::Committed
-                && (corrupt.contains(k.value()) || misplaced(&shards, k.value(), shard_of(pg))?)
+                && (corrupt.contains(k.value()) || misplaced(&shards, k.value(), shard_of(pg), &mut scratch)?)
             {
                 VersionState::Corrupt
             } else {
