@@ -83,6 +83,7 @@ pub(crate) fn log_put(
     txn: &WriteTransaction,
     pgs: u32,
     lsn: u64,
+    at_ms: u64,
     bucket: &str,
     meta: &ObjectMeta,
 ) -> Result<(), EngineError> {
@@ -92,7 +93,7 @@ pub(crate) fn log_put(
         version: meta.version,
         kind: ChangeKind::Put { delete_marker: meta.delete_marker },
         size_bytes: meta.size_bytes,
-        at_ms: super::index::now_ms(),
+        at_ms,
         origin: meta.origin.clone(),
     };
     append(txn, pgs, lsn, &change)
@@ -103,6 +104,7 @@ pub(crate) fn log_purge(
     txn: &WriteTransaction,
     pgs: u32,
     lsn: u64,
+    at_ms: u64,
     at: (&str, &str, VersionId),
     committed: bool,
     origin: Option<&str>,
@@ -114,7 +116,7 @@ pub(crate) fn log_purge(
         version,
         kind: ChangeKind::Purge { committed },
         size_bytes: 0,
-        at_ms: super::index::now_ms(),
+        at_ms,
         origin: origin.map(str::to_owned),
     };
     append(txn, pgs, lsn, &change)

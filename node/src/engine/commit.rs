@@ -20,8 +20,9 @@ use super::EngineError;
 /// What the committer does for one LSN once it is durable.
 pub(crate) struct Completed {
     pub(crate) result: Result<(), EngineError>,
-    /// The record to apply (None for segment headers).
-    pub(crate) apply: Option<(Loc, RecordBody)>,
+    /// The record to apply, with the time written into its header (None
+    /// for segment headers).
+    pub(crate) apply: Option<(Loc, u64, RecordBody)>,
     pub(crate) reply: Option<oneshot::Sender<Result<Applied, EngineError>>>,
 }
 

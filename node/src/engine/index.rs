@@ -110,13 +110,17 @@ pub(crate) enum Applied {
     Marked,
 }
 
-/// Apply one durable record at `loc` (its LSN is `lsn`) to the index.
+/// Apply one durable record at `loc` (its LSN is `lsn`, its header's write
+/// time `at_ms`) to the index. Reads no clock: replaying a record later
+/// rebuilds exactly what applying it when written did.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn apply(
     txn: &WriteTransaction,
     space: &mut Space,
     pgs: u32,
     lsn: u64,
     loc: Loc,
+    at_ms: u64,
     body: &RecordBody,
 ) -> Result<Applied, EngineError> {
     space.note_lsn(loc.segment, lsn);
@@ -174,7 +178,7 @@ pub(crate) fn apply(
             }
             pending.remove(okey.as_slice())?;
             txn.open_table(PREPARED)?.insert(okey.as_slice(), encode(meta)?.as_slice())?;
-            txn.open_table(PREPARED_AT)?.insert(okey.as_slice(), now_ms())?;
+            txn.open_table(PREPARED_AT)?.insert(okey.as_slice(), at_ms)?;
             let _ = binfo;
             Ok(Applied::Shard { prepared: true })
         }
@@ -198,7 +202,7 @@ pub(crate) fn apply(
                 return Ok(Applied::Commit);
             }
             txn.open_table(OBJECTS)?.insert(okey.as_slice(), meta.as_slice())?;
-            changelog::log_put(txn, pgs, lsn, bucket, &decode::<ObjectMeta>("object meta", &meta)?)?;
+            changelog::log_put(txn, pgs, lsn, at_ms, bucket, &decode::<ObjectMeta>("object meta", &meta)?)?;
             if !binfo.versioned {
                 // Unversioned: the newest version id wins; every other goes.
                 let versions = versions_of(txn, bucket, key)?;
@@ -222,7 +226,7 @@ pub(crate) fn apply(
             let removed = remove_version(txn, space, bucket, key, *v)?;
             let fresh = txn.open_table(PURGED)?.insert(obj_key(bucket, key, *v).as_slice(), lsn)?.is_none();
             if fresh {
-                changelog::log_purge(txn, pgs, lsn, (bucket, key, *v), committed, origin.as_deref())?;
+                changelog::log_purge(txn, pgs, lsn, at_ms, (bucket, key, *v), committed, origin.as_deref())?;
             }
             Ok(Applied::Purged { removed })
         }
@@ -243,7 +247,7 @@ pub(crate) fn apply(
             if let Some(m) = marker {
                 let mut objects = txn.open_table(OBJECTS)?;
                 objects.insert(obj_key(bucket, key, m.version).as_slice(), encode(m)?.as_slice())?;
-                changelog::log_put(txn, pgs, lsn, bucket, m)?;
+                changelog::log_put(txn, pgs, lsn, at_ms, bucket, m)?;
                 marker_version = Some(m.version);
             }
             Ok(Applied::Delete { removed, marker: marker_version })

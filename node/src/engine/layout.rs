@@ -15,12 +15,18 @@ use tessera_wire::{BucketInfo, ObjectMeta, ShardIndex, StripeIndex, VersionId};
 use crate::io::ALIGN_BYTES;
 
 /// Version of these formats; a target with another version is refused.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// Version 3 records carry the time they were written (replay must not
+/// read the clock); version 2 targets and records are still read.
+pub(crate) const FORMAT_VERSION: u32 = 3;
+/// The previous format: records without a write time.
+const FORMAT_VERSION_V2: u32 = 2;
 const SUPER_MAGIC: [u8; 8] = *b"TSRATGT1";
 const SEGMENT_MAGIC: [u8; 8] = *b"TSRASEG1";
 const RECORD_MAGIC: [u8; 4] = *b"TREC";
 /// Bytes of the fixed part of a record header, before its postcard body.
-const RECORD_FIXED_BYTES: usize = 40;
+const RECORD_FIXED_BYTES: usize = 48;
+/// ... in a version 2 record (no write time).
+const RECORD_FIXED_BYTES_V2: usize = 40;
 /// Largest postcard body of a record (its header block minus the fixed part).
 pub(crate) const RECORD_BODY_BYTES_MAX: usize = ALIGN_BYTES - RECORD_FIXED_BYTES;
 
@@ -94,6 +100,10 @@ pub(crate) struct RecordHeader {
     pub(crate) lsn: u64,
     pub(crate) data_len: u32,
     pub(crate) data_crc32c: u32,
+    /// Wall-clock ms when the record was written (0 in version 2 records):
+    /// every time the index keeps for a record comes from here, so a
+    /// replay rebuilds the same index whenever it runs.
+    pub(crate) at_ms: u64,
 }
 
 /// Why a block is not a valid record header (on recovery this just means
@@ -120,10 +130,11 @@ fn salted(salt: u64, bytes: &[u8]) -> u32 {
     crc32c::crc32c_append(salt as u32 ^ (salt >> 32) as u32, bytes)
 }
 
-/// Salted crc of a record header's fixed fields then its body, without
-/// concatenating them (this runs once per record written and replayed).
-fn header_crc(salt: u64, fixed: &[u8], body: &[u8]) -> u32 {
-    crc32c::crc32c_append(salted(salt, fixed), body)
+/// Salted crc of a record header's fixed fields (the first 36 bytes, then
+/// any after the crc itself) and its body, without concatenating them
+/// (this runs once per record written and replayed).
+fn header_crc(salt: u64, fixed: &[u8], more: &[u8], body: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c_append(salted(salt, fixed), more), body)
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -158,8 +169,9 @@ pub(crate) fn encode_record_header(
     block[24..28].copy_from_slice(&header.data_len.to_le_bytes());
     block[28..32].copy_from_slice(&header.data_crc32c.to_le_bytes());
     block[32..36].copy_from_slice(&(body_bytes.len() as u32).to_le_bytes());
+    block[40..48].copy_from_slice(&header.at_ms.to_le_bytes());
     block[RECORD_FIXED_BYTES..RECORD_FIXED_BYTES + body_bytes.len()].copy_from_slice(&body_bytes);
-    let crc = header_crc(salt, &block[..36], &body_bytes);
+    let crc = header_crc(salt, &block[..36], &block[40..48], &body_bytes);
     block[36..40].copy_from_slice(&crc.to_le_bytes());
     Ok(())
 }
@@ -175,14 +187,21 @@ pub(crate) fn decode_record_header(
         return Err(LayoutError::Magic);
     }
     let body_len = u32_at(block, 32) as usize;
-    if body_len > RECORD_BODY_BYTES_MAX {
+    // The version is read before the checksum is checked only to know the
+    // layout; a block that fails the checksum is refused either way.
+    let version = u32_at(block, 4);
+    let (fixed, more) = match version {
+        FORMAT_VERSION => (RECORD_FIXED_BYTES, 40..48),
+        FORMAT_VERSION_V2 => (RECORD_FIXED_BYTES_V2, 40..40),
+        _ => (RECORD_FIXED_BYTES, 40..48),
+    };
+    if body_len > ALIGN_BYTES - fixed {
         return Err(LayoutError::BodyTooLong(body_len));
     }
-    if header_crc(salt, &block[..36], &block[RECORD_FIXED_BYTES..RECORD_FIXED_BYTES + body_len]) != u32_at(block, 36) {
+    if header_crc(salt, &block[..36], &block[more], &block[fixed..fixed + body_len]) != u32_at(block, 36) {
         return Err(LayoutError::Checksum);
     }
-    let version = u32_at(block, 4);
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_V2 {
         return Err(LayoutError::Version(version));
     }
     let header = RecordHeader {
@@ -190,12 +209,12 @@ pub(crate) fn decode_record_header(
         lsn: u64_at(block, 16),
         data_len: u32_at(block, 24),
         data_crc32c: u32_at(block, 28),
+        at_ms: if version == FORMAT_VERSION { u64_at(block, 40) } else { 0 },
     };
     if u64::from(header.data_len) > data_room {
         return Err(LayoutError::DataTooLong { data_len: header.data_len });
     }
-    let body =
-        postcard::from_bytes(&block[RECORD_FIXED_BYTES..RECORD_FIXED_BYTES + body_len]).map_err(LayoutError::Body)?;
+    let body = postcard::from_bytes(&block[fixed..fixed + body_len]).map_err(LayoutError::Body)?;
     Ok((header, body))
 }
 
@@ -240,7 +259,7 @@ impl Superblock {
             return Err(SuperblockError::Checksum);
         }
         let version = u32_at(block, 8);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_V2 {
             return Err(SuperblockError::Version(version));
         }
         Ok(Superblock {
@@ -286,17 +305,37 @@ mod tests {
 
     #[test]
     fn record_header_round_trips_and_rejects_flips() {
-        let h = RecordHeader { generation: 7, lsn: 99, data_len: 8_192, data_crc32c: 5 };
+        let h = RecordHeader { generation: 7, lsn: 99, data_len: 8_192, data_crc32c: 5, at_ms: 1_796_613_630_354 };
         let mut block = vec![0u8; ALIGN_BYTES];
         encode_record_header(&mut block, 1234, h, &body()).expect("encode");
         assert_eq!(decode_record_header(&block, 1234, 1 << 20).expect("decode"), (h, body()));
         assert_eq!(decode_record_header(&block, 999, 1 << 20), Err(LayoutError::Checksum), "other salt");
         assert!(matches!(decode_record_header(&block, 1234, 4_096), Err(LayoutError::DataTooLong { .. })));
-        for i in [0usize, 9, 17, 25, 33, 41] {
+        for i in [0usize, 9, 17, 25, 33, 41, 47, 49] {
             let mut b = block.clone();
             b[i] ^= 0x40;
             assert!(decode_record_header(&b, 1234, 1 << 20).is_err(), "flip at {i}");
         }
+    }
+
+    /// Targets written before records carried their time still replay;
+    /// their records have no time (0).
+    #[test]
+    fn version_2_records_still_decode_without_a_time() {
+        let body_bytes = postcard::to_stdvec(&body()).expect("body");
+        let mut block = vec![0u8; ALIGN_BYTES];
+        block[0..4].copy_from_slice(&RECORD_MAGIC);
+        block[4..8].copy_from_slice(&FORMAT_VERSION_V2.to_le_bytes());
+        block[8..16].copy_from_slice(&7u64.to_le_bytes());
+        block[16..24].copy_from_slice(&99u64.to_le_bytes());
+        block[32..36].copy_from_slice(&(body_bytes.len() as u32).to_le_bytes());
+        block[40..40 + body_bytes.len()].copy_from_slice(&body_bytes);
+        let crc = header_crc(1234, &block[..36], &[], &body_bytes);
+        block[36..40].copy_from_slice(&crc.to_le_bytes());
+        let (h, b) = decode_record_header(&block, 1234, 1 << 20).expect("v2 decodes");
+        assert_eq!((h.generation, h.lsn, h.at_ms, b), (7, 99, 0, body()));
+        block[4] = 9;
+        assert!(decode_record_header(&block, 1234, 1 << 20).is_err(), "unknown version");
     }
 
     #[test]

@@ -668,8 +668,15 @@ impl Inner {
                 inner.queue_notify.notify_one();
             });
         }
-        let header =
-            RecordHeader { generation: alloc.generation, lsn: alloc.lsn, data_len: data_len as u32, data_crc32c };
+        // The one clock read of a record: replay takes it from the header.
+        let at_ms = now_ms();
+        let header = RecordHeader {
+            generation: alloc.generation,
+            lsn: alloc.lsn,
+            data_len: data_len as u32,
+            data_crc32c,
+            at_ms,
+        };
         let loc = Loc { segment: alloc.segment, offset: alloc.offset, data_len: data_len as u32, data_crc32c };
         let (tx, rx) = oneshot::channel();
         let encoded = encode_record_header(&mut buf.as_mut_slice()[..ALIGN_BYTES], self.salt, header, &body);
@@ -685,7 +692,7 @@ impl Inner {
             inner
                 .queue
                 .borrow_mut()
-                .complete(alloc.lsn, Completed { result, apply: Some((loc, body)), reply: Some(tx) });
+                .complete(alloc.lsn, Completed { result, apply: Some((loc, at_ms, body)), reply: Some(tx) });
             inner.queue_notify.notify_one();
         });
         rx.await
@@ -753,8 +760,8 @@ async fn commit_batch(inner: &Rc<Inner>, batch: Vec<(u64, Completed)>) {
                         Err(EngineError::Failed { target: inner.target(), reason: reason.clone() })
                     }
                     (Ok(()), None) => match &c.apply {
-                        Some((loc, body)) => {
-                            index::apply(&txn, &mut space, inner.cfg.placement_groups, lsn, *loc, body)
+                        Some((loc, at_ms, body)) => {
+                            index::apply(&txn, &mut space, inner.cfg.placement_groups, lsn, *loc, *at_ms, body)
                         }
                         None => Ok(Applied::Relocated { moved: false }),
                     },

@@ -181,7 +181,7 @@ pub(super) async fn open(cfg: EngineConfig, io: Io, pool: BufPool) -> Result<Eng
     // Scan segment headers and, from the replay generation on, records.
     let mut max_gen = 0u64;
     let mut scanned: Vec<(u64, u32, u64)> = Vec::new(); // (gen, segment, end of last valid record)
-    let mut records: Vec<(u64, Loc, RecordBody)> = Vec::new();
+    let mut records: Vec<(u64, Loc, u64, RecordBody)> = Vec::new();
     for s in 0..sb.segment_count {
         let start = space.segment_start(s);
         let block = read_block(&io, &file, &pool, start)
@@ -195,9 +195,9 @@ pub(super) async fn open(cfg: EngineConfig, io: Io, pool: BufPool) -> Result<Eng
         let end = scan_segment(&io, &file, &pool, &space, sb.salt, s, generation, ck.applied_lsn, &mut records).await?;
         scanned.push((generation, s, end));
     }
-    records.sort_by_key(|(lsn, _, _)| *lsn);
+    records.sort_by_key(|(lsn, _, _, _)| *lsn);
     scanned.sort();
-    let max_lsn = records.last().map(|(l, _, _)| *l).unwrap_or(0).max(ck.applied_lsn);
+    let max_lsn = records.last().map(|(l, _, _, _)| *l).unwrap_or(0).max(ck.applied_lsn);
     for &(generation, s, _) in &scanned {
         let prev = space.segs[s as usize];
         let live = if prev.generation == generation { prev.live_bytes } else { 0 };
@@ -218,8 +218,8 @@ pub(super) async fn open(cfg: EngineConfig, io: Io, pool: BufPool) -> Result<Eng
     {
         let mut txn = db.begin_write()?;
         txn.set_durability(redb::Durability::None);
-        for (lsn, loc, body) in &records {
-            match index::apply(&txn, &mut space, cfg.placement_groups, *lsn, *loc, body) {
+        for (lsn, loc, at_ms, body) in &records {
+            match index::apply(&txn, &mut space, cfg.placement_groups, *lsn, *loc, *at_ms, body) {
                 Ok(_) => {}
                 // The writer got the same error when it happened.
                 Err(e) => tracing::debug!(lsn, error = %e, "replayed record was refused again"),
@@ -277,7 +277,7 @@ async fn scan_segment(
     s: u32,
     generation: u64,
     after_lsn: u64,
-    out: &mut Vec<(u64, Loc, RecordBody)>,
+    out: &mut Vec<(u64, Loc, u64, RecordBody)>,
 ) -> Result<u64, EngineError> {
     let seg_start = space.segment_start(s);
     let seg_end = seg_start + space.segment_bytes;
@@ -311,7 +311,8 @@ async fn scan_segment(
             }
         }
         if h.lsn > after_lsn {
-            out.push((h.lsn, Loc { segment: s, offset: off, data_len: h.data_len, data_crc32c: h.data_crc32c }, body));
+            let loc = Loc { segment: s, offset: off, data_len: h.data_len, data_crc32c: h.data_crc32c };
+            out.push((h.lsn, loc, h.at_ms, body));
         }
         off += rec;
         end = off;

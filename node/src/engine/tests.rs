@@ -746,3 +746,50 @@ fn a_version_held_at_another_group_position_counts_as_corrupt_until_rewritten() 
     });
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Replay takes its times from the records: a prepared version keeps the
+/// time it was prepared (the sweeper's clock) and a change keeps the time
+/// it was committed (replication lag), however much later the target
+/// recovers. Replay once stamped both with the time of the replay.
+#[test]
+fn replay_keeps_the_times_records_were_written() {
+    let dir = tempdir("replay-times");
+    let mut cfg = config(&dir, 4 * 1_024 * 1_024);
+    // No checkpoint before the crash: everything below is replayed.
+    cfg.checkpoint_interval = Duration::from_secs(3_600);
+    cfg.placement_groups = 1;
+    let v1 = VersionId(1 << 64);
+    let v2 = VersionId(2 << 64);
+    let before = crate::engine::now_ms();
+    let committed_at = incarnation(Backend::Psync, &cfg, async |e: Engine| {
+        e.create_bucket(bucket("b1", true)).await.expect("bucket");
+        put(&e, "b1", "k", v1, b"one").await.expect("v1 committed");
+        let mut buf = e.record_buffer(3).expect("buf");
+        buf.as_mut_slice()[ALIGN_BYTES..ALIGN_BYTES + 3].copy_from_slice(b"two");
+        let mut meta = e.head("b1", "k", Some(v1)).expect("v1 meta");
+        meta.version = v2;
+        meta.content_crc32c = crc32c::crc32c(b"two");
+        e.put_shard("b1", "k", v2, StripeIndex(0), ShardIndex(0), crc32c::crc32c(b"two"), Some(meta), buf, 3)
+            .await
+            .expect("prepare v2");
+        let log = e.change_log(0, 0, 10).expect("log");
+        assert_eq!(log.entries.len(), 1, "{log:?}");
+        log.entries[0].1.at_ms
+    });
+    let after = crate::engine::now_ms();
+    assert!((before..=after).contains(&committed_at), "{before} <= {committed_at} <= {after}");
+    // Recover well after the writes, from the log alone (the index is
+    // lost, as a crash before its next durable commit may lose it): the
+    // replay must not read the clock.
+    std::thread::sleep(Duration::from_millis(1_100));
+    std::fs::remove_file(&cfg.index_path).expect("drop the index");
+    incarnation(Backend::Psync, &cfg, async |e: Engine| {
+        let log = e.change_log(0, 0, 10).expect("log");
+        assert_eq!(log.entries.len(), 1, "{log:?}");
+        assert_eq!(log.entries[0].1.at_ms, committed_at, "the change keeps its commit time");
+        let stale = e.prepared_before(after + 1, 10).expect("prepared");
+        assert_eq!(stale.len(), 1, "v2 was prepared before {after}, not at the replay: {stale:?}");
+        assert_eq!(stale[0].2, v2);
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
