@@ -3,7 +3,7 @@
 //! (read.rs), and listings merged from one zone's targets.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
 use tessera_wire::{
@@ -24,8 +24,10 @@ pub struct Client {
 
 pub(crate) struct Inner {
     pub(crate) cfg: ClientConfig,
-    pub(crate) transport: Transport,
+    pub(crate) transport: Arc<Transport>,
     view: RwLock<Arc<MapView>>,
+    cache: Option<crate::seeds::MapCache>,
+    pub(crate) report: crate::seeds::ConnectReport,
     hlc: Mutex<Hlc>,
     buckets: Mutex<HashMap<String, BucketInfo>>,
     pub(crate) pool: crate::write::StripePool,
@@ -149,32 +151,73 @@ pub struct VersionsPage {
 }
 
 impl Client {
-    /// Fetch the cluster map from the configured endpoint and connect.
+    /// Fetch the cluster map and connect. The seeds are tried concurrently,
+    /// staggered by `seed_stagger_ms`, and the first map wins; when none
+    /// answers, the nodes of the on-disk copy of the last good map are
+    /// tried the same way. A newer epoch always wins over the copy.
     pub async fn connect(cfg: ClientConfig) -> Result<Client, ClientError> {
+        use crate::seeds::{self, ConnectReport, MapCache, SeedOutcome, SeedSource};
         cfg.check()?;
-        let transport = Transport::new(&cfg)?;
-        let seeds = cfg.seeds();
-        let mut failed = Vec::new();
-        let mut view = None;
-        for &seed in &seeds {
-            let addr: SocketAddr = seed
-                .to_socket_addrs()
-                .map_err(|e| ClientError::Config { detail: format!("endpoint {seed:?}: {e}") })?
-                .next()
-                .ok_or_else(|| ClientError::Config { detail: format!("endpoint {seed:?} resolves to nothing") })?;
-            match fetch_map(&transport, addr).await {
-                Ok(v) => {
-                    view = Some(v);
-                    break;
-                }
-                // One seed: its own error, as before.
-                Err(e) if seeds.len() == 1 => return Err(e),
-                Err(e) => failed.push(format!("{seed}: {e}")),
+        let start = std::time::Instant::now();
+        let transport = Arc::new(Transport::new(&cfg)?);
+        let seed_addrs = seeds::resolve(&cfg.seeds())?;
+        let stagger = std::time::Duration::from_millis(cfg.seed_stagger_ms);
+        let cache = MapCache::for_config(&cfg);
+        let cached = cache.as_ref().and_then(MapCache::load);
+        let mut report = ConnectReport { cached_epoch: cached.as_ref().map(|v| v.map.epoch), ..Default::default() };
+        let mut won = seeds::race(&transport, &seed_addrs, SeedSource::Config, stagger, start, &mut report).await;
+        if won.is_none() {
+            if let Some(c) = &cached {
+                let tried: Vec<SocketAddr> = seed_addrs.iter().map(|(_, a)| *a).collect();
+                let more: Vec<_> = seeds::node_addrs(c).into_iter().filter(|(_, a)| !tried.contains(a)).collect();
+                tracing::info!(
+                    nodes = more.len(),
+                    epoch = c.map.epoch,
+                    "no seed answered; trying the map copy's nodes"
+                );
+                won = seeds::race(&transport, &more, SeedSource::CachedMap, stagger, start, &mut report).await;
             }
         }
-        let Some(view) = view else {
-            return Err(ClientError::Unavailable { detail: format!("no endpoint answered: {}", failed.join("; ")) });
+        let Some((fetched, by)) = won else {
+            let failed: Vec<String> = report
+                .attempts
+                .iter()
+                .filter_map(|a| match &a.outcome {
+                    SeedOutcome::Failed(_, e) => Some(format!("{}: {e}", a.seed)),
+                    _ => None,
+                })
+                .collect();
+            // One seed and no copy: its own error, as before.
+            if failed.len() == 1 && seed_addrs.len() == 1 {
+                return Err(ClientError::Unavailable { detail: failed.join("") });
+            }
+            let copy = match &cached {
+                Some(c) => format!(" (nor any node of the on-disk map copy, epoch {})", c.map.epoch),
+                None => String::new(),
+            };
+            return Err(ClientError::Unavailable {
+                detail: format!("no endpoint answered{copy}: {}", failed.join("; ")),
+            });
         };
+        let view = match cached {
+            Some(c) if c.map.epoch > fetched.map.epoch && c.map.region == fetched.map.region => {
+                tracing::info!(copy = c.map.epoch, answered = fetched.map.epoch, "the on-disk map copy is newer");
+                report.answered_by = None;
+                c
+            }
+            _ => {
+                if report.cached_epoch != Some(fetched.map.epoch) {
+                    if let Some(cache) = &cache {
+                        cache.store(&fetched.map);
+                    }
+                }
+                report.answered_by = Some(by);
+                fetched
+            }
+        };
+        report.epoch = view.map.epoch;
+        report.elapsed = start.elapsed();
+        tracing::debug!(report = %report, "connected");
         let tag = {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -186,11 +229,37 @@ impl Client {
                 cfg,
                 transport,
                 view: RwLock::new(Arc::new(view)),
+                cache,
+                report,
                 hlc: Mutex::new(Hlc::new(tag)),
                 buckets: Mutex::new(HashMap::new()),
                 pool: Default::default(),
             }),
         })
+    }
+
+    /// How this client found its first map: which seeds were tried, which
+    /// answered, which were not waited for.
+    pub fn connect_report(&self) -> &crate::seeds::ConnectReport {
+        &self.inner.report
+    }
+
+    /// Zone of the seed that answered `connect` (alive a moment ago).
+    pub(crate) fn home_zone(&self, view: &MapView) -> Option<usize> {
+        let addr: SocketAddr = self.inner.report.answered_by.as_deref()?.parse().ok()?;
+        Some(view.locs.values().find(|l| l.addr.ip() == addr.ip())?.zone)
+    }
+
+    /// `targets` in the order to ask when any one will do: those not
+    /// marked down first, then those in the zone that answered `connect`.
+    pub(crate) fn prefer_live(&self, view: &MapView, targets: &[TargetId]) -> Vec<TargetId> {
+        let home = self.home_zone(view);
+        let mut out = targets.to_vec();
+        out.sort_by_key(|t| match view.locs.get(t) {
+            Some(l) => (self.inner.transport.is_down(l.addr), Some(l.zone) != home),
+            None => (true, true),
+        });
+        out
     }
 
     pub(crate) fn new_version(&self) -> VersionId {
@@ -240,6 +309,9 @@ impl Client {
         let epoch = best.map.epoch;
         if epoch > current.map.epoch {
             tracing::info!(from = current.map.epoch, to = epoch, "cluster map refreshed");
+            if let Some(cache) = &self.inner.cache {
+                cache.store(&best.map);
+            }
             match self.inner.view.write() {
                 Ok(mut v) => *v = Arc::new(best),
                 Err(p) => *p.into_inner() = Arc::new(best),
@@ -362,7 +434,7 @@ impl Client {
     async fn bucket_under(&self, view: &MapView, name: &str) -> Result<BucketInfo, ClientError> {
         let pg = view.placement.pg_of(name, "");
         let mut last = None;
-        for &target in view.placement.targets(pg) {
+        for target in self.prefer_live(view, view.placement.targets(pg)) {
             let addr = view.addr(target)?;
             let req = Request::GetBucket(GetBucket { target, name: name.into() });
             match self.inner.transport.call(addr, &req, &[], view.map.epoch).await {
@@ -648,7 +720,7 @@ impl Client {
     }
 }
 
-async fn fetch_map(transport: &Transport, addr: SocketAddr) -> Result<MapView, ClientError> {
+pub(crate) async fn fetch_map(transport: &Transport, addr: SocketAddr) -> Result<MapView, ClientError> {
     let mut reply = transport.call(addr, &Request::GetMap(GetMap {}), &[], 0).await?;
     if !matches!(reply.response, Response::MapOk(_)) {
         return Err(unexpected("get map", reply.response));

@@ -14,10 +14,29 @@ pub struct ClientConfig {
     /// there; later from any node in the map).
     #[serde(default)]
     pub endpoint: String,
-    /// More seeds, tried in order when `endpoint` does not answer: with one
-    /// seed, a client cannot start while that node's zone is down.
+    /// More seeds. All seeds are tried concurrently, each `seed_stagger_ms`
+    /// after the one before ("happy eyeballs"), and the first map that
+    /// answers wins: list nodes of every zone, so a client starts while any
+    /// one zone is down without waiting on it.
     #[serde(default)]
     pub endpoints: Vec<String>,
+    /// Pause before trying the next seed while earlier ones have not
+    /// answered yet. Default 50.
+    #[serde(default = "default_seed_stagger_ms")]
+    pub seed_stagger_ms: u64,
+    /// Region name. Names the on-disk copy of the last good cluster map
+    /// (with a fingerprint of the CA certificate).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Keep the last good cluster map on disk and use its nodes when every
+    /// seed is down (a newer epoch from any node always replaces it).
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub map_cache: bool,
+    /// Where the map copy lives. Default `$TESSERA_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/tessera`, else `~/.cache/tessera`.
+    #[serde(default)]
+    pub map_cache_dir: Option<PathBuf>,
     /// Name the node's certificate is issued for.
     #[serde(default = "default_server_name")]
     pub server_name: String,
@@ -83,6 +102,12 @@ pub struct ClientConfig {
     pub zone: Option<String>,
 }
 
+fn default_seed_stagger_ms() -> u64 {
+    50
+}
+fn default_true() -> bool {
+    true
+}
 fn default_connect_timeout_ms() -> u64 {
     1_000
 }
@@ -133,6 +158,10 @@ impl ClientConfig {
         ClientConfig {
             endpoint,
             endpoints: Vec::new(),
+            seed_stagger_ms: default_seed_stagger_ms(),
+            region: None,
+            map_cache: true,
+            map_cache_dir: None,
             server_name,
             ca_cert,
             stripes_in_flight: default_in_flight(),
@@ -158,9 +187,12 @@ impl ClientConfig {
             .map_err(|e| ClientError::Config { detail: format!("cannot read {}: {e}", path.display()) })?;
         let mut cfg: ClientConfig =
             toml::from_str(&text).map_err(|e| ClientError::Config { detail: format!("{}: {e}", path.display()) })?;
-        if cfg.ca_cert.is_relative() {
-            if let Some(dir) = path.parent() {
+        if let Some(dir) = path.parent() {
+            if cfg.ca_cert.is_relative() {
                 cfg.ca_cert = dir.join(&cfg.ca_cert);
+            }
+            if let Some(c) = cfg.map_cache_dir.as_mut().filter(|c| c.is_relative()) {
+                *c = dir.join(&*c);
             }
         }
         cfg.check()?;
@@ -173,6 +205,20 @@ impl ClientConfig {
             .chain(self.endpoints.iter().map(String::as_str))
             .filter(|s| !s.is_empty())
             .collect()
+    }
+
+    /// The directory of the on-disk map copy, if the copy is kept and a
+    /// place for it is known.
+    pub fn map_cache_path(&self) -> Option<PathBuf> {
+        if !self.map_cache {
+            return None;
+        }
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        self.map_cache_dir
+            .clone()
+            .or_else(|| env("TESSERA_CACHE_DIR"))
+            .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("tessera")))
+            .or_else(|| env("HOME").map(|d| d.join(".cache").join("tessera")))
     }
 
     /// Check value ranges.

@@ -14,10 +14,14 @@ use crate::client::{unexpected, VersionsPage};
 use crate::view::MapView;
 use crate::{Client, ClientError, ListPage, ListRequest};
 
-/// Zones in the order to try: the configured one first.
+/// Zones in the order to try: the configured one first, else the zone of
+/// the seed that answered first (it was alive a moment ago); zones with a
+/// node known to be down last (a listing would wait on it).
 fn zone_order(client: &Client, view: &MapView) -> Vec<Vec<TargetId>> {
-    let preferred = client.inner.cfg.zone.as_deref();
-    let mut zones: Vec<(bool, Vec<TargetId>)> = view
+    let answered_zone = client.home_zone(view).map(|zi| view.map.zones[zi].name.as_str());
+    let preferred = client.inner.cfg.zone.as_deref().or(answered_zone);
+    let t = &client.inner.transport;
+    let mut zones: Vec<(bool, bool, Vec<TargetId>)> = view
         .map
         .zones
         .iter()
@@ -25,25 +29,25 @@ fn zone_order(client: &Client, view: &MapView) -> Vec<Vec<TargetId>> {
         .map(|(zi, z)| {
             let targets =
                 view.locs.iter().filter(|(_, l)| l.zone == zi && l.capacity_bytes > 0).map(|(t, _)| *t).collect();
-            (Some(z.name.as_str()) != preferred, targets)
+            let down = view.locs.iter().any(|(_, l)| l.zone == zi && t.is_down(l.addr));
+            (down, Some(z.name.as_str()) != preferred, targets)
         })
-        .filter(|(_, t): &(bool, Vec<TargetId>)| !t.is_empty())
+        .filter(|(_, _, t): &(bool, bool, Vec<TargetId>)| !t.is_empty())
         .collect();
-    zones.sort_by_key(|(not_preferred, _)| *not_preferred);
-    zones.into_iter().map(|(_, t)| t).collect()
+    zones.sort_by_key(|(down, not_preferred, _)| (*down, *not_preferred));
+    zones.into_iter().map(|(_, _, t)| t).collect()
 }
 
+/// Every target of one zone, all at once; the first failure fails the zone.
 async fn ask_zone<T: Send + 'static>(
-    client: &Client,
-    view: &MapView,
-    targets: &[TargetId],
-    make: &impl Fn(TargetId) -> Request,
+    client: Client,
+    epoch: u64,
+    plan: Vec<(std::net::SocketAddr, Request)>,
     pick: fn(Response) -> Result<T, Box<Response>>,
 ) -> Result<Vec<T>, ClientError> {
     let mut set = JoinSet::new();
-    for &t in targets {
-        let addr = view.addr(t)?;
-        let (c, req, epoch) = (client.clone(), make(t), view.map.epoch);
+    for (addr, req) in plan {
+        let c = client.clone();
         set.spawn(async move {
             match c.inner.transport.call(addr, &req, &[], epoch).await {
                 Ok(r) => pick(r.response).map_err(|other| unexpected("list", *other)),
@@ -70,51 +74,71 @@ fn fallback_ok(e: &ClientError) -> bool {
 }
 
 /// Pages from every target of two zones (one in a one-zone map): the
-/// preferred zone and the next, each replaced by a further zone if one of
-/// its targets fails.
+/// preferred zone and the next at once; a further zone when one of them
+/// fails, and also when two have not answered within the hedge delay (a
+/// dead zone's nodes would hold the listing up for a handshake timeout).
+/// The first two zones to answer in full are used.
 async fn ask_two_zones<T: Send + 'static>(
     client: &Client,
     view: &MapView,
     make: impl Fn(TargetId) -> Request,
     pick: fn(Response) -> Result<T, Box<Response>>,
 ) -> Result<Vec<T>, ClientError> {
-    let zones = zone_order(client, view);
-    let needed = zones.len().min(2);
+    let mut plans = Vec::new();
+    for zone in zone_order(client, view) {
+        plans.push(zone.iter().map(|&t| Ok((view.addr(t)?, make(t)))).collect::<Result<Vec<_>, ClientError>>()?);
+    }
+    let needed = plans.len().min(2);
+    let hedge = std::time::Duration::from_millis(client.inner.cfg.hedge_ms);
+    let epoch = view.map.epoch;
+    let mut plans = plans.into_iter();
+    let mut set = JoinSet::new();
+    for plan in plans.by_ref().take(needed) {
+        set.spawn(ask_zone(client.clone(), epoch, plan, pick));
+    }
     let mut pages = Vec::new();
     let mut answered = 0;
     let mut last = None;
-    let mut rest = zones.iter();
-    // The first two zones at once, then one at a time as needed.
-    let first: Vec<&Vec<TargetId>> = rest.by_ref().take(needed).collect();
-    let mut results = Vec::new();
-    match first.as_slice() {
-        [a, b] => {
-            let (ra, rb) = tokio::join!(ask_zone(client, view, a, &make, pick), ask_zone(client, view, b, &make, pick));
-            results.push(ra);
-            results.push(rb);
+    let mut hedge_at = tokio::time::Instant::now() + hedge;
+    while answered < needed {
+        if set.len() + answered < needed {
+            match plans.next() {
+                Some(plan) => {
+                    set.spawn(ask_zone(client.clone(), epoch, plan, pick));
+                }
+                None if set.is_empty() => break,
+                None => {}
+            }
         }
-        [a] => results.push(ask_zone(client, view, a, &make, pick).await),
-        _ => {}
-    }
-    loop {
-        for r in results.drain(..) {
-            match r {
-                Ok(p) => {
+        tokio::select! {
+            r = set.join_next() => match r {
+                Some(Ok(Ok(p))) => {
                     pages.extend(p);
                     answered += 1;
                 }
-                Err(e) if fallback_ok(&e) => {
+                Some(Ok(Err(e))) if fallback_ok(&e) => {
                     tracing::debug!(error = %e, "listing zone unavailable; trying the next zone");
                     last = Some(e);
                 }
-                Err(e) => return Err(e),
+                Some(Ok(Err(e))) => {
+                    set.abort_all();
+                    return Err(e);
+                }
+                Some(Err(e)) => last = Some(ClientError::Unavailable { detail: format!("list task: {e}") }),
+                None => break,
+            },
+            () = tokio::time::sleep_until(hedge_at), if plans.len() > 0 => {
+                if let Some(plan) = plans.next() {
+                    tracing::debug!("listing zones slow to answer; asking another zone too");
+                    set.spawn(ask_zone(client.clone(), epoch, plan, pick));
+                }
+                hedge_at = tokio::time::Instant::now() + hedge;
             }
         }
-        if answered >= needed {
-            return Ok(pages);
-        }
-        let Some(z) = rest.next() else { break };
-        results.push(ask_zone(client, view, z, &make, pick).await);
+    }
+    set.abort_all();
+    if answered >= needed {
+        return Ok(pages);
     }
     Err(last.unwrap_or(ClientError::Unavailable { detail: "fewer than two zones could list".into() }))
 }

@@ -275,18 +275,38 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs, region: &str, port_offset: 
             std::fs::write(nd.join("node.toml"), s)?;
         }
     }
-    let first = host(0, 0);
     std::fs::write(
         dir.join("client.toml"),
         format!(
             "# Written by `tessera dev`. Use with `tessera --config {}` or TESSERA_CONFIG.\n\
-             endpoint = \"{first}:{}\"\nserver_name = \"localhost\"\nca_cert = \"{}\"\n",
+             # Seeds in every zone, tried concurrently: a client starts while any zone is down.\n\
+             region = \"{region}\"\nendpoints = [{}]\nserver_name = \"localhost\"\nca_cert = \"{}\"\n\
+             # The last good cluster map, for when every seed is down.\nmap_cache_dir = \"{}\"\n",
             dir.join("client.toml").display(),
-            base_port,
-            dir.join("tls/ca.pem").display()
+            seed_list(&map).iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", "),
+            dir.join("tls/ca.pem").display(),
+            dir.join("client-cache").display()
         ),
     )?;
     Ok(map)
+}
+
+/// Seeds for a client config: every node's first core, zones interleaved
+/// (the first node of each zone, then the second, ...), so a client whose
+/// first seeds sit in a dead zone reaches a live one within a stagger or two.
+pub(crate) fn seed_list(map: &ClusterMap) -> Vec<String> {
+    let most = map.zones.iter().map(|z| z.nodes.len()).max().unwrap_or(0);
+    let mut out = Vec::new();
+    for n in 0..most {
+        for z in &map.zones {
+            if let Some(node) = z.nodes.get(n) {
+                if let Some(port) = node.ports.first() {
+                    out.push(std::net::SocketAddr::new(node.host, *port).to_string());
+                }
+            }
+        }
+    }
+    out
 }
 
 fn load_map(dir: &Path) -> anyhow::Result<ClusterMap> {

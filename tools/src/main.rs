@@ -32,6 +32,10 @@ struct Cli {
     /// Client config (TOML). Written by `tessera dev` as DIR/client.toml.
     #[arg(long, global = true, env = "TESSERA_CONFIG")]
     config: Option<PathBuf>,
+    /// Print how the client reached the region (every seed tried, which
+    /// answered, which were not waited for) on stderr.
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -187,13 +191,20 @@ fn parse_range(r: &str) -> Result<ByteRange, CliError> {
     Ok(ByteRange { offset: a, len: b - a + 1 })
 }
 
+/// Whether `--verbose` was given (read by `client`).
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 async fn client(config: Option<PathBuf>) -> Result<Client, CliError> {
     let path = config.ok_or_else(|| {
         CliError::Usage(
             "no client config: pass --config FILE or set TESSERA_CONFIG (tessera dev writes DIR/client.toml)".into(),
         )
     })?;
-    Ok(Client::connect(ClientConfig::load(&path)?).await?)
+    let c = Client::connect(ClientConfig::load(&path)?).await?;
+    if VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
+        eprint!("{}", c.connect_report());
+    }
+    Ok(c)
 }
 
 fn progress(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
@@ -215,6 +226,7 @@ fn progress(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
+    VERBOSE.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
     match cli.cmd {
         Cmd::Dev(args) => dev::run(args).await?,
         Cmd::Mb { bucket, versioned } => {
