@@ -371,8 +371,11 @@ impl Client {
     }
 
     /// Create a bucket on every target of the region (idempotent for the
-    /// same settings). Every target must record it: each checks writes
-    /// against its own copy.
+    /// same settings). Each target checks writes against its own copy.
+    /// Like an object write, creation follows the zone rule: it succeeds
+    /// when every target outside at most one zone recorded it (in a region
+    /// of two or more zones); targets of a zone that was down get it later
+    /// (a write to them records it, and so do repair and lookups).
     pub async fn create_bucket(&self, name: &str, opts: BucketOptions) -> Result<BucketInfo, ClientError> {
         validate_bucket_name(name)?;
         let info = BucketInfo {
@@ -398,6 +401,7 @@ impl Client {
         }
         let mut created = None;
         let mut failures = Vec::new();
+        let mut failed_zones = std::collections::BTreeSet::new();
         for t in tasks {
             match t.await {
                 Ok((_, Ok(reply))) => match reply.response {
@@ -405,11 +409,21 @@ impl Client {
                     other => return Err(unexpected("create bucket", other)),
                 },
                 Ok((_, Err(e @ (ClientError::BucketExists { .. } | ClientError::StaleMap { .. })))) => return Err(e),
-                Ok((target, Err(e))) => failures.push(format!("{target}: {e}")),
-                Err(e) => failures.push(format!("task: {e}")),
+                Ok((target, Err(e))) => {
+                    failed_zones.insert(view.locs.get(&target).map(|l| l.zone));
+                    failures.push(format!("{target}: {e}"));
+                }
+                Err(e) => {
+                    failed_zones.insert(None);
+                    failures.push(format!("task: {e}"));
+                }
             }
         }
-        if !failures.is_empty() {
+        let one_zone_missed =
+            view.map.zones.len() >= 2 && failed_zones.len() == 1 && failed_zones.iter().all(Option::is_some);
+        if one_zone_missed && created.is_some() {
+            tracing::info!(bucket = %name, missed = failures.len(), "bucket recorded outside one zone; the rest is debt");
+        } else if !failures.is_empty() {
             return Err(ClientError::Unavailable {
                 detail: format!(
                     "bucket {name} not recorded on {} of {} targets (retry; creation is idempotent): {}",
@@ -434,6 +448,10 @@ impl Client {
     async fn bucket_under(&self, view: &MapView, name: &str) -> Result<BucketInfo, ClientError> {
         let pg = view.placement.pg_of(name, "");
         let mut last = None;
+        // A target whose zone was down when the bucket was made may not
+        // know it: "no such bucket" is believed once two zones say it.
+        let mut missing: Vec<TargetId> = Vec::new();
+        let mut missing_zones = std::collections::BTreeSet::new();
         for target in self.prefer_live(view, view.placement.targets(pg)) {
             let addr = view.addr(target)?;
             let req = Request::GetBucket(GetBucket { target, name: name.into() });
@@ -443,11 +461,27 @@ impl Client {
                         if let Ok(mut cache) = self.inner.buckets.lock() {
                             cache.insert(name.to_owned(), b.clone());
                         }
+                        for t in missing {
+                            let (c, b) = (self.clone(), b.clone());
+                            tokio::spawn(async move {
+                                if let Err(e) = c.create_bucket_on(t, b).await {
+                                    tracing::debug!(target_id = %t, error = %e, "missed bucket not recorded");
+                                }
+                            });
+                        }
                         return Ok(b);
                     }
                     other => return Err(unexpected("get bucket", other)),
                 },
-                Err(e @ (ClientError::NoSuchBucket { .. } | ClientError::StaleMap { .. })) => return Err(e),
+                Err(e @ ClientError::NoSuchBucket { .. }) => {
+                    missing.push(target);
+                    missing_zones.insert(view.locs.get(&target).map(|l| l.zone));
+                    if missing_zones.len() >= 2 || view.map.zones.len() < 2 {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
+                Err(e @ ClientError::StaleMap { .. }) => return Err(e),
                 Err(e) => last = Some(e),
             }
         }

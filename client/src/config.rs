@@ -97,11 +97,21 @@ pub struct ClientConfig {
     /// zone is slow rather than dead. Default 1000.
     #[serde(default = "default_zone_lag_ms")]
     pub zone_lag_ms: u64,
+    /// A write keeps trying a target that stopped answering (a node
+    /// restarting) for this long, sending its stripes again when it is
+    /// back, before leaving its shard to repair. Applies to objects of at
+    /// most `stripes_in_flight` stripes (larger ones do not keep their
+    /// sent stripes). Default 5000.
+    #[serde(default = "default_shard_retry_ms")]
+    pub shard_retry_ms: u64,
     /// Zone whose nodes answer listings (default: the first zone).
     #[serde(default)]
     pub zone: Option<String>,
 }
 
+fn default_shard_retry_ms() -> u64 {
+    5_000
+}
 fn default_seed_stagger_ms() -> u64 {
     50
 }
@@ -177,6 +187,7 @@ impl ClientConfig {
             gray_floor_ms: default_gray_floor_ms(),
             zone_wait_ms: default_zone_wait_ms(),
             zone_lag_ms: default_zone_lag_ms(),
+            shard_retry_ms: default_shard_retry_ms(),
             zone: None,
         }
     }

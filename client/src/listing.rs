@@ -69,8 +69,11 @@ async fn ask_zone<T: Send + 'static>(
     Ok(out)
 }
 
+/// May another zone answer instead? Also for "no such bucket": a zone
+/// that was down when the bucket was made may not know it yet (two zones
+/// that do not know it end the listing with that error).
 fn fallback_ok(e: &ClientError) -> bool {
-    !matches!(e, ClientError::NoSuchBucket { .. } | ClientError::StaleMap { .. } | ClientError::Invalid(_))
+    !matches!(e, ClientError::StaleMap { .. } | ClientError::Invalid(_))
 }
 
 /// Pages from every target of two zones (one in a one-zone map): the
@@ -99,6 +102,7 @@ async fn ask_two_zones<T: Send + 'static>(
     let mut pages = Vec::new();
     let mut answered = 0;
     let mut last = None;
+    let mut no_bucket = 0;
     let mut hedge_at = tokio::time::Instant::now() + hedge;
     while answered < needed {
         if set.len() + answered < needed {
@@ -116,8 +120,13 @@ async fn ask_two_zones<T: Send + 'static>(
                     pages.extend(p);
                     answered += 1;
                 }
+                Some(Ok(Err(e @ ClientError::NoSuchBucket { .. }))) if no_bucket + 1 >= needed => {
+                    set.abort_all();
+                    return Err(e);
+                }
                 Some(Ok(Err(e))) if fallback_ok(&e) => {
                     tracing::debug!(error = %e, "listing zone unavailable; trying the next zone");
+                    no_bucket += usize::from(matches!(e, ClientError::NoSuchBucket { .. }));
                     last = Some(e);
                 }
                 Some(Ok(Err(e))) => {

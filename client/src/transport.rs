@@ -161,6 +161,21 @@ impl Transport {
         self.call_within(addr, req, payload, epoch, self.timeout).await
     }
 
+    /// [`Transport::call`] even while the address is marked down: a write
+    /// probing whether a restarted target answers again.
+    pub(crate) async fn call_ignoring_down(
+        &self,
+        addr: SocketAddr,
+        req: &Request,
+        payload: &[u8],
+        epoch: u64,
+    ) -> Result<Reply, ClientError> {
+        if let Ok(mut d) = self.down.lock() {
+            d.remove(&addr);
+        }
+        self.call_within(addr, req, payload, epoch, self.timeout).await
+    }
+
     /// [`Transport::call`] with its own deadline.
     pub(crate) async fn call_within(
         &self,

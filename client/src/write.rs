@@ -149,9 +149,9 @@ pub fn encode_stripe(
     Ok((shard_len, shards))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn lane(
-    client: Client,
+/// Where a lane sends, and what it may do when its target stops
+/// answering.
+struct LaneTarget {
     addr: std::net::SocketAddr,
     target: TargetId,
     shard: usize,
@@ -159,32 +159,123 @@ async fn lane(
     key: String,
     version: VersionId,
     epoch: u64,
+    /// Settings of the bucket, to record it on a target that missed it
+    /// (restarted after the bucket was made while its zone was down).
+    binfo: tessera_wire::BucketInfo,
+    /// Keep sent stripes (to send again to a restarted target) while the
+    /// object has at most this many.
+    retain_stripes: usize,
+    /// Until when a target that stopped answering is tried again.
+    retry_until: Instant,
+}
+
+/// Is this failure one a restarted or reconnected target may get past?
+fn worth_retrying(e: &ClientError) -> bool {
+    matches!(e, ClientError::Connection { .. } | ClientError::Timeout { .. })
+}
+
+/// Pause between attempts at a target that stopped answering.
+const LANE_RETRY_PAUSE: Duration = Duration::from_millis(150);
+
+impl LaneTarget {
+    fn put_request(&self, item: &Item) -> Request {
+        Request::PutShard(PutShard {
+            target: self.target,
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            version: self.version,
+            stripe: StripeIndex(item.stripe),
+            shard: ShardIndex(self.shard as u16),
+            shard_crc32c: crc32c::crc32c(&item.data),
+            meta: item.meta.clone(),
+            repair: false,
+        })
+    }
+
+    /// Send one stripe's shard; returns whether it prepared the version.
+    async fn send(&self, client: &Client, item: &Item, probe: bool) -> Result<bool, ClientError> {
+        let t = &client.inner.transport;
+        let req = self.put_request(item);
+        let r = if probe {
+            t.call_ignoring_down(self.addr, &req, &item.data, self.epoch).await
+        } else {
+            t.call(self.addr, &req, &item.data, self.epoch).await
+        };
+        match r?.response {
+            Response::PutShardOk(ok) => Ok(ok.prepared),
+            other => Err(crate::client::unexpected("put shard", other)),
+        }
+    }
+
+    /// After `first` failed: record a missing bucket, or wait for a target
+    /// that stopped answering to come back (a node restarting), and send
+    /// every stripe it was given again. `Err` when that cannot work.
+    async fn recover(&self, client: &Client, sent: Option<&[Item]>, first: ClientError) -> Result<bool, ClientError> {
+        let Some(sent) = sent else { return Err(first) };
+        let mut err = first;
+        let mut bucket_made = false;
+        loop {
+            match &err {
+                ClientError::NoSuchBucket { .. } if !bucket_made => {
+                    bucket_made = true;
+                    tracing::debug!(target_id = %self.target, bucket = %self.bucket, "recording a missed bucket");
+                    if let Err(e) = client.create_bucket_on(self.target, self.binfo.clone()).await {
+                        return Err(e);
+                    }
+                }
+                e if worth_retrying(e) && Instant::now() + LANE_RETRY_PAUSE < self.retry_until => {
+                    tokio::time::sleep(LANE_RETRY_PAUSE).await;
+                }
+                _ => return Err(err),
+            }
+            let mut prepared = false;
+            let mut failed = None;
+            for (n, item) in sent.iter().enumerate() {
+                match self.send(client, item, n == 0).await {
+                    Ok(p) => prepared |= p,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failed {
+                None => {
+                    tracing::debug!(target_id = %self.target, version = %self.version, "target answered again");
+                    return Ok(prepared);
+                }
+                Some(e) => err = e,
+            }
+        }
+    }
+}
+
+async fn lane(
+    client: Client,
+    to: LaneTarget,
     mut items: mpsc::Receiver<Item>,
     events: mpsc::UnboundedSender<Event>,
     mut commit: watch::Receiver<bool>,
 ) {
-    let t = &client.inner.transport;
+    let shard = to.shard;
     let mut prepared = false;
+    // Stripes sent so far, while few enough to send again; None once the
+    // object has more (its earlier stripes are gone: no retry).
+    let mut sent: Option<Vec<Item>> = Some(Vec::new());
     while let Some(item) = items.recv().await {
-        let req = Request::PutShard(PutShard {
-            target,
-            bucket: bucket.clone(),
-            key: key.clone(),
-            version,
-            stripe: StripeIndex(item.stripe),
-            shard: ShardIndex(shard as u16),
-            shard_crc32c: crc32c::crc32c(&item.data),
-            meta: item.meta,
-            repair: false,
-        });
-        match t.call(addr, &req, &item.data, epoch).await {
-            Ok(reply) => match reply.response {
-                Response::PutShardOk(ok) => prepared |= ok.prepared,
-                other => {
-                    let _ = events.send((shard, Err(crate::client::unexpected("put shard", other))));
-                    return;
-                }
-            },
+        if let Some(s) = sent.as_mut() {
+            if s.len() < to.retain_stripes {
+                s.push(Item { stripe: item.stripe, data: item.data.clone(), meta: item.meta.clone() });
+            } else {
+                sent = None;
+            }
+        }
+        let r = match to.send(&client, &item, false).await {
+            Ok(p) => Ok(p),
+            Err(e) => to.recover(&client, sent.as_deref(), e).await,
+        };
+        match r {
+            Ok(p) => prepared |= p,
             Err(e) => {
                 let _ = events.send((shard, Err(e)));
                 return;
@@ -192,19 +283,39 @@ async fn lane(
         }
     }
     if !prepared {
-        let detail = format!("shard {shard} on {target} was abandoned before its last stripe (too slow)");
+        let detail = format!("shard {shard} on {} was abandoned before its last stripe (too slow)", to.target);
         let _ = events.send((shard, Err(ClientError::Unavailable { detail })));
         return;
     }
+    drop(sent);
     let _ = events.send((shard, Ok(ShardState::Prepared)));
     if commit.wait_for(|c| *c).await.is_err() {
         return; // aborted
     }
-    let req = Request::Commit(CommitVersion { target, bucket, key, version });
-    let r = match t.call(addr, &req, &[], epoch).await {
-        Ok(reply) if matches!(reply.response, Response::CommitOk(_)) => Ok(ShardState::Committed),
-        Ok(reply) => Err(crate::client::unexpected("commit", reply.response)),
-        Err(e) => Err(e),
+    let req = Request::Commit(CommitVersion {
+        target: to.target,
+        bucket: to.bucket.clone(),
+        key: to.key.clone(),
+        version: to.version,
+    });
+    let t = &client.inner.transport;
+    let mut probe = false;
+    let r = loop {
+        let r = if probe {
+            t.call_ignoring_down(to.addr, &req, &[], to.epoch).await
+        } else {
+            t.call(to.addr, &req, &[], to.epoch).await
+        };
+        match r {
+            Ok(reply) if matches!(reply.response, Response::CommitOk(_)) => break Ok(ShardState::Committed),
+            Ok(reply) => break Err(crate::client::unexpected("commit", reply.response)),
+            // The prepared shards are durable: a restarted target commits.
+            Err(e) if worth_retrying(&e) && Instant::now() + LANE_RETRY_PAUSE < to.retry_until => {
+                tokio::time::sleep(LANE_RETRY_PAUSE).await;
+                probe = true;
+            }
+            Err(e) => break Err(e),
+        }
     };
     let _ = events.send((shard, r));
 }
@@ -288,22 +399,22 @@ pub(crate) async fn put(
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Event>();
     let (commit_tx, commit_rx) = watch::channel(false);
     let mut lanes: Vec<Option<mpsc::Sender<Item>>> = Vec::with_capacity(targets.len());
+    let retry_until = Instant::now() + Duration::from_millis(cfg.shard_retry_ms);
     for (i, &target) in targets.iter().enumerate() {
         let (tx, rx) = mpsc::channel(cfg.stripes_in_flight.max(1));
-        let addr = view.addr(target)?;
-        tokio::spawn(lane(
-            client.clone(),
-            addr,
+        let to = LaneTarget {
+            addr: view.addr(target)?,
             target,
-            i,
-            bucket.to_owned(),
-            key.to_owned(),
+            shard: i,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
             version,
             epoch,
-            rx,
-            ev_tx.clone(),
-            commit_rx.clone(),
-        ));
+            binfo: binfo.clone(),
+            retain_stripes: cfg.stripes_in_flight.max(1),
+            retry_until,
+        };
+        tokio::spawn(lane(client.clone(), to, rx, ev_tx.clone(), commit_rx.clone()));
         lanes.push(Some(tx));
     }
     drop(ev_tx);

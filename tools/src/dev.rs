@@ -207,7 +207,6 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs, region: &str, port_offset: 
         bail!("--zones must be 1..=9, --nodes 1..=200, --cores >= 1");
     }
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    tessera_node::tls::write_dev_certs(&dir.join("tls")).context("generate dev certificates")?;
     let host = |z: usize, n: usize| match a.netns {
         Some(id) => crate::netns::node_host(id, z, n),
         None => node_host(z, n),
@@ -234,6 +233,14 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs, region: &str, port_offset: 
         println!("tessera dev: {weighted} targets cannot hold 6+6 stripes; using {}+{}", n / 2, n - n / 2);
     }
     map.validate().context("the generated map")?;
+    if a.netns.is_none() {
+        let mut needs = crate::dev_proc::region_needs(dir, &map);
+        for n in map.zones.iter().flat_map(|z| z.nodes.iter()) {
+            needs.push(crate::dev_proc::Need::Tcp(std::net::SocketAddr::new(n.host, metrics_port)));
+        }
+        crate::dev_proc::check_free(&needs)?;
+    }
+    tessera_node::tls::write_dev_certs(&dir.join("tls")).context("generate dev certificates")?;
     if map.is_single_zone() {
         println!("tessera dev: WARNING one zone: no zone redundancy (development only)");
     }
@@ -320,7 +327,7 @@ fn load_map(dir: &Path) -> anyhow::Result<ClusterMap> {
 /// (io_uring workers among them) are still exiting and still hold the
 /// process's sockets, so a node restarted at that moment finds its ports
 /// taken.
-fn pid_alive(pid: i32) -> bool {
+pub(crate) fn pid_alive(pid: i32) -> bool {
     let not_zombie = |stat: &str| {
         std::fs::read_to_string(stat)
             .map(|s| s.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()).is_some_and(|st| st != "Z"))
@@ -332,12 +339,20 @@ fn pid_alive(pid: i32) -> bool {
     }
 }
 
+/// Is a node of the region in DIR running?
+pub(crate) fn node_running(dir: &Path, node: &str) -> bool {
+    read_pid(dir, node).is_some_and(pid_alive)
+}
+
 fn read_pid(dir: &Path, node: &str) -> Option<i32> {
     std::fs::read_to_string(node_dir(dir, node).join("pid")).ok()?.trim().parse().ok()
 }
 
-/// Start one node process (detached into its own process group, logging
-/// to DIR/NODE/node.log). Does nothing if it is already running.
+/// Start one node process (in its own process group, so a terminal's
+/// Ctrl-C reaches only `tessera dev`, which stops the nodes cleanly;
+/// logging to DIR/NODE/node.log). Started by a running `tessera dev`, the
+/// node dies with it ([`crate::dev_proc`]). Does nothing if it is already
+/// running.
 pub(crate) fn start_node(dir: &Path, node: &str) -> anyhow::Result<()> {
     if read_pid(dir, node).is_some_and(pid_alive) {
         return Ok(());
@@ -356,22 +371,15 @@ pub(crate) fn start_node(dir: &Path, node: &str) -> anyhow::Result<()> {
         }
         None => Command::new(exe),
     };
-    let child = cmd
-        .args(["node", "--config"])
+    cmd.args(["node", "--config"])
         .arg(nd.join("node.toml"))
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("start node {node}"))?;
-    std::fs::write(nd.join("pid"), child.id().to_string())?;
-    // Reap it in the background so it never lingers as a zombie while we run.
-    std::thread::spawn(move || {
-        let mut child = child;
-        let _ = child.wait();
-    });
+        .process_group(0);
+    let pid = crate::dev_proc::spawn_node(cmd).with_context(|| format!("start node {node}"))?;
+    std::fs::write(nd.join("pid"), pid.to_string())?;
     Ok(())
 }
 
@@ -407,6 +415,15 @@ pub(crate) fn stop_zone(dir: &Path, zone: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Start a node: by the `tessera dev` running DIR if there is one (the
+/// node then dies with it), else from this process, detached.
+fn start_or_ask(dir: &Path, node: &str) -> anyhow::Result<()> {
+    if !crate::dev_proc::request_start(dir, node)? {
+        start_node(dir, node)?;
+    }
+    Ok(())
+}
+
 /// Start a zone's nodes again.
 pub(crate) fn start_zone(dir: &Path, zone: &str) -> anyhow::Result<()> {
     let map = load_map(dir)?;
@@ -414,7 +431,7 @@ pub(crate) fn start_zone(dir: &Path, zone: &str) -> anyhow::Result<()> {
         crate::netns::setup(id, map.zones.len(), map.zones.iter().map(|z| z.nodes.len()).max().unwrap_or(0))?;
     }
     for node in zone_nodes(&map, zone)? {
-        start_node(dir, &node)?;
+        start_or_ask(dir, &node)?;
         println!("zone {zone}: node {node} started");
     }
     Ok(())
@@ -501,7 +518,7 @@ fn control(cmd: &DevCmd) -> anyhow::Result<()> {
         }
         DevCmd::StartNode { dir, node } => {
             zone_index(&load_map(dir)?, node)?;
-            start_node(dir, node)?;
+            start_or_ask(dir, node)?;
             println!("node {node}: started");
             Ok(())
         }
@@ -547,33 +564,92 @@ fn control(cmd: &DevCmd) -> anyhow::Result<()> {
     }
 }
 
+/// SIGINT and SIGTERM, registered before anything starts, so that an
+/// interrupt at any stage (even during start-up) stops the nodes cleanly.
+pub(crate) struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub(crate) fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? })
+    }
+
+    /// Resolves at the next SIGINT or SIGTERM.
+    pub(crate) async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {},
+            _ = self.term.recv() => {},
+        }
+    }
+}
+
+/// Wait for the region's client to work, failing at once if a node dies
+/// (a port taken after the check, a bad config) instead of waiting out the
+/// 60 s start-up deadline.
+pub(crate) async fn wait_up(dir: &Path, map: &ClusterMap) -> anyhow::Result<tessera_client::Client> {
+    let client_path = dir.join("client.toml");
+    let watch = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Some(why) = crate::dev_proc::dead_node(dir, map) {
+                return why;
+            }
+        }
+    };
+    tokio::select! {
+        c = wait_ready(&client_path) => c,
+        why = watch => bail!("{why}"),
+    }
+}
+
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     if let Some(cmd) = &args.cmd {
         return control(cmd);
     }
+    let mut signals = Signals::new()?;
     let Some(dir) = args.dir.clone() else { bail!("tessera dev needs --dir DIR") };
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
+    if let Some(pid) = crate::dev_proc::supervisor(&dir) {
+        bail!("a tessera dev (pid {pid}) is already running the region in {}", dir.display());
+    }
+    crate::dev_proc::become_supervisor();
     if args.regions > 1 {
-        return crate::dev_regions::run(&args, &dir, args.regions).await;
+        return crate::dev_regions::run(&args, &dir, args.regions, &mut signals).await;
     }
     let map = if dir.join("map.toml").exists() {
+        let map = load_map(&dir)?;
+        if netns_id(&dir).is_none() {
+            crate::dev_proc::check_free(&crate::dev_proc::region_needs(&dir, &map))?;
+        }
         println!("tessera dev: restarting the region in {}", dir.display());
-        load_map(&dir)?
+        map
     } else {
         create_region(&dir, &args, "dev", 0)?
     };
+    crate::dev_proc::claim(&dir)?;
+    crate::dev_proc::serve_requests(vec![dir.clone()]);
     if let Some(id) = netns_id(&dir) {
         crate::netns::setup(id, map.zones.len(), map.zones.iter().map(|z| z.nodes.len()).max().unwrap_or(0))?;
     }
-    for z in &map.zones {
-        for n in &z.nodes {
-            start_node(&dir, &n.name)?;
+    let stop = |dir: &Path, map: &ClusterMap| {
+        stop_all(dir, map);
+        if let Some(id) = netns_id(dir) {
+            crate::netns::teardown(id, map.zones.len());
         }
-    }
+        crate::dev_proc::release(dir);
+    };
     let client_path = dir.join("client.toml");
-    let result = async {
-        let client = wait_ready(&client_path).await?;
+    let startup = async {
+        for z in &map.zones {
+            for n in &z.nodes {
+                start_node(&dir, &n.name)?;
+            }
+        }
+        let client = wait_up(&dir, &map).await?;
         println!("tessera dev: region {:?} up, map epoch {}", map.region, map.epoch);
         for z in &map.zones {
             for n in &z.nodes {
@@ -599,13 +675,16 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             demo(&client).await.context("demo")?;
         }
         anyhow::Ok(())
-    }
-    .await;
+    };
+    let result = tokio::select! {
+        r = startup => r,
+        () = signals.recv() => Err(anyhow::anyhow!("interrupted during start-up; the region is stopped")),
+    };
     if let Err(e) = result {
-        stop_all(&dir, &map);
+        stop(&dir, &map);
         return Err(e);
     }
-    let zone = map.zones.last().map(|z| z.name.clone()).unwrap_or_default();
+    let zone = map.zones.first().map(|z| z.name.clone()).unwrap_or_default();
     println!("\nTry it (in another shell):");
     println!("  export TESSERA_CONFIG={}", client_path.display());
     println!("  tessera mb photos && tessera put ./some-file photos/some-file && tessera ls photos");
@@ -613,24 +692,14 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  tessera get photos/some-file ./copy");
     println!("  tessera dev start-zone --dir {} {zone}", dir.display());
     if args.exit_after_demo {
-        stop_all(&dir, &map);
-        if let Some(id) = netns_id(&dir) {
-            crate::netns::teardown(id, map.zones.len());
-        }
+        stop(&dir, &map);
         println!("stopped");
         return Ok(());
     }
     println!("\nCtrl-C stops the region.");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
+    signals.recv().await;
     println!("stopping…");
-    stop_all(&dir, &map);
-    if let Some(id) = netns_id(&dir) {
-        crate::netns::teardown(id, map.zones.len());
-    }
+    stop(&dir, &map);
     println!("stopped cleanly");
     Ok(())
 }

@@ -20,7 +20,8 @@ use tessera_client::VersionHeld;
 use tessera_wire::crr::{CrrOps, CrrRule};
 use tessera_wire::ClusterMap;
 
-use crate::dev::{create_region, start_node, stop_all, wait_ready, DevArgs};
+use crate::dev::{create_region, start_node, stop_all, wait_up, DevArgs};
+use crate::dev_proc::{check_free, Need};
 use crate::relay::{relay, Shape};
 
 /// Port offset between regions.
@@ -110,17 +111,40 @@ fn create(dir: &Path, args: &DevArgs, n: usize) -> anyhow::Result<Vec<ClusterMap
 }
 
 /// Run `--regions N`.
-pub(crate) async fn run(args: &DevArgs, dir: &Path, n: usize) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    args: &DevArgs,
+    dir: &Path,
+    n: usize,
+    signals: &mut crate::dev::Signals,
+) -> anyhow::Result<()> {
     if !(2..=9).contains(&n) {
         bail!("--regions must be 2..=9");
     }
     if args.netns.is_some() {
         bail!("--regions runs on loopback; it cannot be combined with --netns");
     }
+    // The relay's addresses and the replication endpoints, before anything
+    // is written or started (create_region checks each region's nodes).
+    let mut needs = Vec::new();
+    for i in 0..n {
+        let port = args.base_port + REGION_PORT_STEP * i as u16 + CRR_PORT_OFFSET;
+        for z in 0..args.zones {
+            for k in 0..args.nodes {
+                needs.push(Need::Udp(SocketAddr::new(crate::dev::node_host(z, k), port)));
+                needs.push(Need::Udp(relayed(args.base_port, i, z * args.nodes + k)));
+            }
+        }
+    }
     let maps = if dir.join(region_name(0)).join("map.toml").exists() {
+        let maps = (0..n).map(|i| load_map(&dir.join(region_name(i)))).collect::<anyhow::Result<Vec<_>>>()?;
+        for (i, map) in maps.iter().enumerate() {
+            needs.extend(crate::dev_proc::region_needs(&dir.join(region_name(i)), map));
+        }
+        check_free(&needs)?;
         println!("tessera dev: restarting {n} regions in {}", dir.display());
-        (0..n).map(|i| load_map(&dir.join(region_name(i)))).collect::<anyhow::Result<Vec<_>>>()?
+        maps
     } else {
+        check_free(&needs)?;
         create(dir, args, n)?
     };
     let shape = Arc::new(Shape {
@@ -142,15 +166,19 @@ pub(crate) async fn run(args: &DevArgs, dir: &Path, n: usize) -> anyhow::Result<
         }
     }
     let dirs: Vec<PathBuf> = (0..n).map(|i| dir.join(region_name(i))).collect();
-    for (d, map) in dirs.iter().zip(&maps) {
-        for node in map.zones.iter().flat_map(|z| z.nodes.iter()) {
-            start_node(d, &node.name)?;
-        }
+    for d in &dirs {
+        crate::dev_proc::claim(d)?;
     }
-    let result = async {
+    crate::dev_proc::serve_requests(dirs.clone());
+    let startup = async {
+        for (d, map) in dirs.iter().zip(&maps) {
+            for node in map.zones.iter().flat_map(|z| z.nodes.iter()) {
+                start_node(d, &node.name)?;
+            }
+        }
         let mut clients = Vec::new();
         for (d, map) in dirs.iter().zip(&maps) {
-            clients.push(wait_ready(&d.join("client.toml")).await?);
+            clients.push(wait_up(d, map).await?);
             println!(
                 "tessera dev: region {} up in {} (client config {})",
                 map.region,
@@ -173,11 +201,15 @@ pub(crate) async fn run(args: &DevArgs, dir: &Path, n: usize) -> anyhow::Result<
             demo(&clients[0], &clients[1]).await.context("replication demo")?;
         }
         anyhow::Ok(())
-    }
-    .await;
+    };
+    let result = tokio::select! {
+        r = startup => r,
+        () = signals.recv() => Err(anyhow::anyhow!("interrupted during start-up; the regions are stopped")),
+    };
     let stop = |dirs: &[PathBuf]| {
         for (d, map) in dirs.iter().zip(&maps) {
             stop_all(d, map);
+            crate::dev_proc::release(d);
         }
     };
     if let Err(e) = result {
@@ -195,11 +227,7 @@ pub(crate) async fn run(args: &DevArgs, dir: &Path, n: usize) -> anyhow::Result<
         return Ok(());
     }
     println!("\nCtrl-C stops the regions.");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
+    signals.recv().await;
     println!("stopping…");
     stop(&dirs);
     println!("stopped cleanly");

@@ -2,6 +2,7 @@
 
 mod crr_cmd;
 mod dev;
+mod dev_proc;
 mod dev_regions;
 mod du;
 mod netns;
