@@ -219,9 +219,7 @@ impl LaneTarget {
                 ClientError::NoSuchBucket { .. } if !bucket_made => {
                     bucket_made = true;
                     tracing::debug!(target_id = %self.target, bucket = %self.bucket, "recording a missed bucket");
-                    if let Err(e) = client.create_bucket_on(self.target, self.binfo.clone()).await {
-                        return Err(e);
-                    }
+                    client.create_bucket_on(self.target, self.binfo.clone()).await?;
                 }
                 e if worth_retrying(e) && Instant::now() + LANE_RETRY_PAUSE < self.retry_until => {
                     tokio::time::sleep(LANE_RETRY_PAUSE).await;

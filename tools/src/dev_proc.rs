@@ -209,7 +209,8 @@ fn holder_of(proto: &str, addr: SocketAddr) -> Option<String> {
         let cols: Vec<&str> = line.split_whitespace().collect();
         let (ip, port) = cols.get(1)?.split_once(':')?;
         let listening = proto == "UDP" || cols.get(3) == Some(&"0A");
-        (port == want_port && (ip == want_ip || ip == any_ip) && listening).then(|| cols.get(9).map(|s| s.to_string()))?
+        (port == want_port && (ip == want_ip || ip == any_ip) && listening)
+            .then(|| cols.get(9).map(|s| s.to_string()))?
     })?;
     let needle = format!("socket:[{inode}]");
     for p in std::fs::read_dir("/proc").ok()?.flatten() {

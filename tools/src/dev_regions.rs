@@ -111,12 +111,7 @@ fn create(dir: &Path, args: &DevArgs, n: usize) -> anyhow::Result<Vec<ClusterMap
 }
 
 /// Run `--regions N`.
-pub(crate) async fn run(
-    args: &DevArgs,
-    dir: &Path,
-    n: usize,
-    signals: &mut crate::dev::Signals,
-) -> anyhow::Result<()> {
+pub(crate) async fn run(args: &DevArgs, dir: &Path, n: usize, signals: &mut crate::dev::Signals) -> anyhow::Result<()> {
     if !(2..=9).contains(&n) {
         bail!("--regions must be 2..=9");
     }

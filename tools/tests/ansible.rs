@@ -13,7 +13,12 @@ fn have(cmd: &str, arg: &str) -> bool {
     Command::new(cmd).arg(arg).output().is_ok_and(|o| o.status.success())
 }
 
+/// Ignored by default (shown as skipped, never as passed): it needs Docker,
+/// ansible-playbook and debootstrap, and runs ~11 minutes. `.ci/run` runs
+/// it with `--run-ignored all` where Docker runs; asked for explicitly, a
+/// missing tool fails it.
 #[test]
+#[ignore = "needs docker, ansible-playbook and debootstrap: run with --run-ignored all (.ci/run does)"]
 fn playbooks_deploy_upgrade_and_converge_on_container_hosts() {
     let image = Command::new("docker")
         .args(["image", "inspect", "tessera-host:bookworm"])
@@ -21,14 +26,7 @@ fn playbooks_deploy_upgrade_and_converge_on_container_hosts() {
         .is_ok_and(|o| o.status.success());
     let ready =
         have("docker", "info") && have("ansible-playbook", "--version") && (image || have("debootstrap", "--version"));
-    if !ready {
-        assert!(
-            std::env::var_os("TESSERA_REQUIRE_ANSIBLE").is_none(),
-            "TESSERA_REQUIRE_ANSIBLE is set but docker, ansible-playbook or debootstrap is missing"
-        );
-        eprintln!("skipped: needs docker, ansible-playbook and debootstrap (or the tessera-host image)");
-        return;
-    }
+    assert!(ready, "needs docker, ansible-playbook and debootstrap (or the tessera-host image)");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../ansible/tests/run.sh");
     let dir = std::env::temp_dir().join(format!("tessera-ansible-{}", std::process::id()));
     let out = Command::new(script)

@@ -58,9 +58,12 @@ impl Drop for Dev {
 
 fn dev_command(dir: &Path, port: u16) -> Command {
     let mut c = tessera();
-    c.args(["dev", "--no-demo", "--target-mib", "256", "--dir"])
-        .arg(dir)
-        .args(["--base-port", &port.to_string(), "--metrics-port", &(port + 5).to_string()]);
+    c.args(["dev", "--no-demo", "--target-mib", "256", "--dir"]).arg(dir).args([
+        "--base-port",
+        &port.to_string(),
+        "--metrics-port",
+        &(port + 5).to_string(),
+    ]);
     c
 }
 
