@@ -708,10 +708,15 @@ async fn demo(client: &tessera_client::Client) -> anyhow::Result<()> {
     let text = b"Hello from Tessera: erasure-coded over three zones, checksummed end to end.\n".to_vec();
     let r = client.put("demo", "hello.txt", text.clone()).await?;
     println!(
-        "\ndemo: put demo/hello.txt: version {}, {} bytes, committed on {} targets in zones {:?} (map epoch {})",
+        "\ndemo: put demo/hello.txt: version {}, {} bytes, committed on {} of {} targets in zones {:?} (map epoch {}; \
+         the ack waits for enough shards to survive losing any zone, the rest follow)",
         r.version,
         r.size_bytes,
         r.targets.len(),
+        {
+            let p = client.view().map.classes.standard;
+            usize::from(p.data) + usize::from(p.parity)
+        },
         r.zones,
         r.map_epoch
     );

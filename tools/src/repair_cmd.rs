@@ -10,6 +10,19 @@ use tessera_wire::repair::RepairStatusOk;
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum RepairCmd {
     /// Progress, backlog and ETA of repair and scrubbing, per node and in total.
+    ///
+    /// Columns: MiB/s = repair bandwidth limit (0: paused); in-sync/led =
+    /// placement groups this node leads repair for whose members all
+    /// agree / all it leads; unrch = led groups with a member that did not
+    /// answer in the last round; backlog = versions found needing repair
+    /// and not yet repaired; back MiB = shard bytes they need; done MiB =
+    /// shard bytes repaired since the node started; rate MiB = recent
+    /// repair MiB/s; ETA = backlog at that rate; unrep = versions that
+    /// cannot be rebuilt now (fewer than k intact shards reachable); scrub
+    /// MiB = bytes the scrubber verified; corrupt = corrupt shards found.
+    /// Figures come from each node's last finished round: a node that has
+    /// not finished one since it started is named below the table.
+    #[command(verbatim_doc_comment)]
     Status,
     /// Set the repair bandwidth of every node, MiB/s of rebuilt shards
     /// (raise it after replacing hardware; 0 pauses repair). Lasts until
@@ -201,6 +214,14 @@ pub(crate) async fn run(c: &Client, cmd: RepairCmd) -> Result<bool, tessera_clie
     }
     total.eta_s = (total.rate_bytes_s > 0).then(|| total.backlog_bytes / total.rate_bytes_s);
     println!("{}", row(&total));
+    let fresh: Vec<&str> = rows.iter().filter(|s| s.rounds == 0).map(|s| s.node.as_str()).collect();
+    if !fresh.is_empty() {
+        println!(
+            "not checked yet: {} ha{} not finished a repair round since starting; the figures above miss what              they owe (a restarted zone's debt). `tessera repair wait` waits for it.",
+            fresh.join(", "),
+            if fresh.len() == 1 { "s" } else { "ve" }
+        );
+    }
     let led: u32 = rows.iter().map(|s| s.pgs_led).sum();
     let groups = c.view().placement.groups();
     if led < groups {
