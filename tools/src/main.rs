@@ -522,24 +522,6 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Against dates computed independently (`date -u -d @S`).
-    #[test]
-    fn utc_times_and_sizes_read_as_people_write_them() {
-        assert_eq!(utc_time(0), "1970-01-01 00:00:00.000 UTC");
-        assert_eq!(utc_time(951_782_400_000), "2000-02-29 00:00:00.000 UTC");
-        assert_eq!(utc_time(1_796_613_630_354), "2026-12-07 03:20:30.354 UTC");
-        assert_eq!(utc_time(4_102_444_799_999), "2099-12-31 23:59:59.999 UTC");
-        assert_eq!(human_bytes(0), "0 bytes");
-        assert_eq!(human_bytes(1_023), "1023 bytes");
-        assert_eq!(human_bytes(6_291_456), "6.0 MiB");
-        assert_eq!(human_bytes(300_000), "293.0 KiB");
-    }
-}
-
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -562,5 +544,23 @@ fn main() -> ExitCode {
             eprintln!("tessera: {e}");
             ExitCode::from(e.code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against dates computed independently (`date -u -d @S`).
+    #[test]
+    fn utc_times_and_sizes_read_as_people_write_them() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(utc_time(951_782_400_000), "2000-02-29 00:00:00.000 UTC");
+        assert_eq!(utc_time(1_796_613_630_354), "2026-12-07 03:20:30.354 UTC");
+        assert_eq!(utc_time(4_102_444_799_999), "2099-12-31 23:59:59.999 UTC");
+        assert_eq!(human_bytes(0), "0 bytes");
+        assert_eq!(human_bytes(1_023), "1023 bytes");
+        assert_eq!(human_bytes(6_291_456), "6.0 MiB");
+        assert_eq!(human_bytes(300_000), "293.0 KiB");
     }
 }
