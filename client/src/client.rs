@@ -401,7 +401,7 @@ impl Client {
         }
         let mut created = None;
         let mut failures = Vec::new();
-        let mut failed_zones = std::collections::BTreeSet::new();
+        let mut failed_zones = Vec::new();
         for t in tasks {
             match t.await {
                 Ok((_, Ok(reply))) => match reply.response {
@@ -410,18 +410,19 @@ impl Client {
                 },
                 Ok((_, Err(e @ (ClientError::BucketExists { .. } | ClientError::StaleMap { .. })))) => return Err(e),
                 Ok((target, Err(e))) => {
-                    failed_zones.insert(view.locs.get(&target).map(|l| l.zone));
+                    failed_zones.push(view.locs.get(&target).map(|l| l.zone));
                     failures.push(format!("{target}: {e}"));
                 }
                 Err(e) => {
-                    failed_zones.insert(None);
+                    failed_zones.push(None);
                     failures.push(format!("task: {e}"));
                 }
             }
         }
-        let one_zone_missed =
-            view.map.zones.len() >= 2 && failed_zones.len() == 1 && failed_zones.iter().all(Option::is_some);
-        if one_zone_missed && created.is_some() {
+        if !failures.is_empty()
+            && tessera_wire::bucket_rule_holds(view.map.zones.len(), &failed_zones)
+            && created.is_some()
+        {
             tracing::info!(bucket = %name, missed = failures.len(), "bucket recorded outside one zone; the rest is debt");
         } else if !failures.is_empty() {
             return Err(ClientError::Unavailable {

@@ -1,5 +1,6 @@
 //! `tessera`: the command-line client (buckets and objects) and `tessera dev`.
 
+mod civil;
 mod crr_cmd;
 mod dev;
 mod dev_proc;
@@ -465,7 +466,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             println!("version:       {}", m.version);
             println!("size:          {} bytes", m.size_bytes);
             println!("crc32c:        {:#010x}", m.content_crc32c);
-            println!("created:       {} ({} ms since the epoch)", utc_time(m.created_ms), m.created_ms);
+            println!("created:       {} ({} ms since the epoch)", civil::utc_ms(m.created_ms), m.created_ms);
             println!("content type:  {}", m.content_type.as_deref().unwrap_or("-"));
             println!("owner:         {}", m.owner);
             println!("storage class: {:?}", m.storage_class);
@@ -487,23 +488,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
     }
     Ok(())
-}
-
-/// `YYYY-MM-DD HH:MM:SS.mmm UTC` of a Unix time in ms (civil-from-days,
-/// proleptic Gregorian; no time zone database needed).
-fn utc_time(ms: u64) -> String {
-    let (secs, milli) = (ms / 1_000, ms % 1_000);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{milli:03} UTC", rem / 3_600, rem % 3_600 / 60, rem % 60)
 }
 
 /// Bytes in the largest binary unit that keeps a whole number in front.
@@ -554,10 +538,10 @@ mod tests {
     /// Against dates computed independently (`date -u -d @S`).
     #[test]
     fn utc_times_and_sizes_read_as_people_write_them() {
-        assert_eq!(utc_time(0), "1970-01-01 00:00:00.000 UTC");
-        assert_eq!(utc_time(951_782_400_000), "2000-02-29 00:00:00.000 UTC");
-        assert_eq!(utc_time(1_796_613_630_354), "2026-12-07 03:20:30.354 UTC");
-        assert_eq!(utc_time(4_102_444_799_999), "2099-12-31 23:59:59.999 UTC");
+        assert_eq!(civil::utc_ms(0), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(civil::utc_ms(951_782_400_000), "2000-02-29 00:00:00.000 UTC");
+        assert_eq!(civil::utc_ms(1_796_613_630_354), "2026-12-07 03:20:30.354 UTC");
+        assert_eq!(civil::utc_ms(4_102_444_799_999), "2099-12-31 23:59:59.999 UTC");
         assert_eq!(human_bytes(0), "0 bytes");
         assert_eq!(human_bytes(1_023), "1023 bytes");
         assert_eq!(human_bytes(6_291_456), "6.0 MiB");

@@ -35,6 +35,6 @@ pub use message::{
     StorageClass, TargetStatus,
 };
 pub use placement::{object_hash, Placement, PlacementViolation};
-pub use quorum::{Geometry, ShardState, WriteStep, WriteTracker};
+pub use quorum::{bucket_rule_holds, Geometry, ShardState, WriteStep, WriteTracker};
 pub use validate::{validate_bucket_name, validate_key, ValidationError};
 pub use version::{Hlc, VersionId};

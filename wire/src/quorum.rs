@@ -123,6 +123,22 @@ impl Geometry {
     }
 }
 
+/// Does a bucket creation hold? A bucket is recorded on every target, and
+/// creation follows the zone rule of writes: every target outside at most
+/// one zone recorded it, in a region of two or more zones (one zone: every
+/// target). `failed_zones` are the zones of targets that did not record
+/// it; `None` stands for a failure whose zone is unknown.
+pub fn bucket_rule_holds(zones: usize, failed_zones: &[Option<usize>]) -> bool {
+    let mut failed: Vec<Option<usize>> = failed_zones.to_vec();
+    failed.sort_unstable();
+    failed.dedup();
+    match failed.as_slice() {
+        [] => true,
+        [Some(_)] => zones >= 2,
+        _ => false,
+    }
+}
+
 /// State of one shard position during a write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShardState {
@@ -314,6 +330,17 @@ impl WriteTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_holds_when_its_misses_sit_in_one_zone_of_several() {
+        assert!(bucket_rule_holds(3, &[]));
+        assert!(bucket_rule_holds(3, &[Some(1), Some(1), Some(1)]));
+        assert!(!bucket_rule_holds(3, &[Some(0), Some(2)]));
+        assert!(!bucket_rule_holds(3, &[None]));
+        assert!(!bucket_rule_holds(3, &[Some(1), None]));
+        assert!(!bucket_rule_holds(1, &[Some(0)]));
+        assert!(bucket_rule_holds(1, &[]));
+    }
 
     /// Every single-zone loss leaves at least k durable shards.
     fn survives_any_zone_loss(g: &Geometry, durable: &[bool]) -> bool {

@@ -4,6 +4,9 @@
 //! numbers can be set beside fio's on the same disk. See
 //! docs/tessera-bench.md.
 
+#[path = "../civil.rs"]
+#[allow(dead_code)] // utc_ms is the tessera CLI's
+mod civil;
 mod job;
 mod jobfile;
 mod live;
