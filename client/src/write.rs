@@ -212,6 +212,14 @@ impl LaneTarget {
     /// every stripe it was given again. `Err` when that cannot work.
     async fn recover(&self, client: &Client, sent: Option<&[Item]>, first: ClientError) -> Result<bool, ClientError> {
         let Some(sent) = sent else { return Err(first) };
+        // What went wrong first is the news; later attempts only say the
+        // target stayed away.
+        let cause = match &first {
+            ClientError::Connection { detail, .. } => detail.clone(),
+            other => other.to_string(),
+        };
+        let started = Instant::now();
+        let mut attempts = 0u32;
         let mut err = first;
         let mut bucket_made = false;
         loop {
@@ -224,8 +232,18 @@ impl LaneTarget {
                 e if worth_retrying(e) && Instant::now() + LANE_RETRY_PAUSE < self.retry_until => {
                     tokio::time::sleep(LANE_RETRY_PAUSE).await;
                 }
+                e if worth_retrying(e) && attempts > 0 => {
+                    return Err(ClientError::Connection {
+                        addr: self.addr.to_string(),
+                        detail: format!(
+                            "{cause}; tried again {attempts} times over {} ms, last: {e}",
+                            started.elapsed().as_millis()
+                        ),
+                    });
+                }
                 _ => return Err(err),
             }
+            attempts += 1;
             let mut prepared = false;
             let mut failed = None;
             for (n, item) in sent.iter().enumerate() {

@@ -153,7 +153,9 @@ fn a_short_run_against_a_dev_region_verifies_and_reports_fio_json() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "tessera-bench failed: {stderr}\n{stdout}");
+    // The status lines would bury the error: show the rest.
+    let said: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("Jobs: ")).collect();
+    assert!(out.status.success(), "tessera-bench failed ({}): {}\n{stdout}", out.status, said.join("\n"));
     // The live status line ran (every second, --eta=always).
     assert!(stderr.lines().any(|l| l.starts_with("Jobs: ") && l.contains("ops/s][err=0][eta")), "{stderr}");
     let v: Value = serde_json::from_str(&stdout).unwrap();

@@ -67,3 +67,46 @@ fn dropped_uring_op_keeps_its_buffer_alive() {
         })
     });
 }
+
+/// A ring dropped with a read in flight must wait for the kernel to finish
+/// it before freeing the buffer. A pipe makes the read wait for a writer
+/// that comes after the drop began; the ring must consume those bytes (an
+/// early teardown cancels the read and leaves them in the pipe, and an
+/// abandoned O_DIRECT read would land in freed heap memory).
+#[test]
+fn dropping_the_ring_waits_for_operations_the_kernel_still_holds() {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two descriptors into the array it is given.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe2");
+    // SAFETY: both descriptors were just created and are owned here only.
+    let (mut reader, writer) = unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) };
+    with_runtime(|_dir| {
+        let reader = reader.try_clone().expect("dup");
+        Box::pin(async move {
+            // No reaper task: only this handle keeps the ring alive.
+            let ring = Uring::new().expect("io_uring available");
+            let read = ring.read_at(&reader, AlignedBuf::new(ALIGN_BYTES), ALIGN_BYTES, 0);
+            // Poll once (submits) then drop the future: the read is abandoned.
+            let _ = tokio::time::timeout(std::time::Duration::from_nanos(1), read).await;
+            assert_eq!(ring.in_flight(), 1, "the read is in flight");
+            let feeder = std::thread::spawn(move || {
+                use std::io::Write;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                (&writer).write_all(&[7u8; ALIGN_BYTES]).expect("write to pipe");
+            });
+            drop(ring);
+            feeder.join().expect("feeder");
+        })
+    });
+    // SAFETY: sets a flag on a descriptor we own.
+    unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut rest = [0u8; ALIGN_BYTES];
+    match reader.read(&mut rest) {
+        // Empty: end of file (the writer has closed) or nothing yet.
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the ring was torn down before its read finished (pipe still holds data: {other:?})"),
+    }
+}

@@ -129,10 +129,20 @@ impl Uring {
         let mut ring = self.ring.borrow_mut();
         // SAFETY: caller guarantees the entry's buffers outlive the operation.
         while unsafe { ring.submission().push(&entry) }.is_err() {
-            ring.submit()?;
+            if let Err(e) = ring.submit() {
+                // Not queued: the kernel never saw it, so the slot is free.
+                self.slots.borrow_mut()[idx] = None;
+                self.free_slots.borrow_mut().push(idx);
+                return Err(e);
+            }
         }
-        ring.submit()?;
+        // From here the kernel may hold the buffer: the operation is in
+        // flight even when this enter fails (the entry stays queued and
+        // goes with the next one), so its buffer must not go back.
         self.in_flight.set(self.in_flight.get() + 1);
+        if let Err(e) = ring.submit() {
+            tracing::warn!(error = %e, "io_uring submit failed; the operation stays queued for the next submit");
+        }
         Ok(idx)
     }
 
@@ -216,6 +226,44 @@ impl Uring {
     pub(super) async fn fdatasync(self: &Rc<Self>, file: &File) -> io::Result<()> {
         let entry = opcode::Fsync::new(types::Fd(file.as_raw_fd())).flags(types::FsyncFlags::DATASYNC).build();
         self.op(entry, None).await.0.map(|_| ())
+    }
+}
+
+impl Drop for Uring {
+    /// Closing a ring does not stop the kernel from finishing what it holds:
+    /// an abandoned read would land in a buffer already freed (heap
+    /// corruption). Wait for every submitted operation first.
+    fn drop(&mut self) {
+        let ring = self.ring.get_mut();
+        let slots = self.slots.get_mut();
+        let mut pending = slots
+            .iter()
+            .filter(|s| matches!(s, Some(SlotState::InFlight { .. } | SlotState::Abandoned { .. })))
+            .count();
+        while pending > 0 {
+            if let Err(e) = ring.submit_and_wait(1) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // Cannot tell when the kernel is done: leak the buffers
+                // rather than free memory it may still write.
+                tracing::error!(error = %e, pending, "io_uring wait at shutdown failed; leaking in-flight buffers");
+                for slot in slots.iter_mut() {
+                    if let Some(SlotState::Abandoned { _buf }) = slot.take() {
+                        std::mem::forget(_buf);
+                    }
+                }
+                return;
+            }
+            for cqe in ring.completion() {
+                if let Some(slot) = slots.get_mut(cqe.user_data() as usize) {
+                    if matches!(slot, Some(SlotState::InFlight { .. } | SlotState::Abandoned { .. })) {
+                        *slot = None;
+                        pending -= 1;
+                    }
+                }
+            }
+        }
     }
 }
 
