@@ -732,6 +732,35 @@ impl Client {
         .await
     }
 
+    /// Every bucket of the region, in name order. (Until requests carry an
+    /// authenticated principal, that is every user's buckets.)
+    pub async fn list_buckets(&self) -> Result<Vec<BucketInfo>, ClientError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = self.list_buckets_page(after, tessera_wire::limits::BUCKET_LIST_MAX).await?;
+            all.extend(page);
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One page of at most `limit` buckets named after `after`, and the
+    /// name to pass as `after` for the next page (`None` at the end).
+    pub async fn list_buckets_page(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<(Vec<BucketInfo>, Option<String>), ClientError> {
+        self.with_map_retry(|view| {
+            let after = after.clone();
+            async move { crate::listing::list_buckets(self, &view, after, limit).await }
+        })
+        .await
+    }
+
     /// One page of versions (newest first within a key).
     pub async fn list_versions(
         &self,

@@ -35,7 +35,7 @@ pub use client::{
 pub use config::ClientConfig;
 pub use crr::VersionHeld;
 pub use error::ClientError;
-pub use list::{merge_pages, merge_version_pages};
+pub use list::{merge_bucket_pages, merge_pages, merge_version_pages};
 pub use peer::{load_certs, load_key, PeerConfig, PeerLink, CRR_ALPN};
 pub use read::{group_view, reconstruct};
 pub use seeds::{ConnectReport, SeedAttempt, SeedOutcome, SeedSource};

@@ -8,7 +8,7 @@
 //! version; a key whose newest version is a delete marker is left out, so a
 //! target that has not yet seen a delete cannot resurrect the key.
 
-use tessera_wire::{ListEntry, ListOk, ListVersionsOk, VersionId};
+use tessera_wire::{BucketInfo, ListBucketsOk, ListEntry, ListOk, ListVersionsOk, VersionId};
 
 /// Merge version listings: (key ascending, version newest first), each
 /// (key, version) once, cut at `limit`; returns the page and where the next
@@ -21,6 +21,21 @@ pub fn merge_version_pages(pages: Vec<ListVersionsOk>, limit: usize) -> (Vec<Lis
     let more = any_truncated || all.len() > limit;
     all.truncate(limit);
     let next = if more { all.last().map(|e| (e.key.clone(), e.version)) } else { None };
+    (all, next)
+}
+
+/// Merge bucket listings of targets in several zones: each name once, in
+/// order, cut at `limit`; returns the page and the name the next page
+/// starts after. A zone that missed a bucket (down when it was made) is
+/// covered by the other zone's answer.
+pub fn merge_bucket_pages(pages: Vec<ListBucketsOk>, limit: usize) -> (Vec<BucketInfo>, Option<String>) {
+    let any_truncated = pages.iter().any(|p| p.truncated);
+    let mut all: Vec<BucketInfo> = pages.into_iter().flat_map(|p| p.buckets).collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    all.dedup_by(|a, b| a.name == b.name);
+    let more = any_truncated || all.len() > limit;
+    all.truncate(limit);
+    let next = if more { all.last().map(|b| b.name.clone()) } else { None };
     (all, next)
 }
 
@@ -75,6 +90,59 @@ mod tests {
             content_crc32c: 0,
             storage_class: Default::default(),
             delete_marker: false,
+        }
+    }
+
+    /// Paging merged answers of targets that each hold a different subset
+    /// yields their union, each name once, in order, for every page size.
+    #[test]
+    fn bucket_pages_merge_to_the_union_of_what_targets_hold() {
+        let mut seed = 3u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            seed >> 33
+        };
+        for _ in 0..200 {
+            let universe: Vec<String> = (0..next() % 30).map(|i| format!("b{i:03}")).collect();
+            let targets: Vec<Vec<&String>> =
+                (0..1 + next() % 3).map(|_| universe.iter().filter(|_| next() % 3 != 0).collect()).collect();
+            let mut want: Vec<&String> = targets.iter().flatten().copied().collect();
+            want.sort();
+            want.dedup();
+            let limit = 1 + (next() % 7) as usize;
+            let (mut got, mut after) = (Vec::new(), None::<String>);
+            loop {
+                let pages = targets
+                    .iter()
+                    .map(|held| {
+                        let rest: Vec<&&String> =
+                            held.iter().filter(|n| after.as_ref().is_none_or(|a| **n > a)).collect();
+                        ListBucketsOk {
+                            buckets: rest
+                                .iter()
+                                .take(limit)
+                                .map(|n| BucketInfo {
+                                    name: (**n).clone(),
+                                    versioned: false,
+                                    owner: "o".into(),
+                                    created_ms: 0,
+                                    storage_class: Default::default(),
+                                })
+                                .collect(),
+                            truncated: rest.len() > limit,
+                        }
+                    })
+                    .collect();
+                let (page, token) = merge_bucket_pages(pages, limit);
+                assert!(page.len() <= limit);
+                got.extend(page.into_iter().map(|b| b.name));
+                match token {
+                    Some(t) => after = Some(t),
+                    None => break,
+                }
+            }
+            let want: Vec<String> = want.into_iter().cloned().collect();
+            assert_eq!(got, want, "limit {limit}");
         }
     }
 

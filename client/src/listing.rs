@@ -7,7 +7,7 @@
 //! while that zone lagged (the degraded rule) may not have reached it yet.
 //! If a target of a zone does not answer, the next zone is asked instead.
 
-use tessera_wire::{List, ListVersions, Request, Response, TargetId, VersionId};
+use tessera_wire::{BucketInfo, List, ListBuckets, ListVersions, Request, Response, TargetId, VersionId};
 use tokio::task::JoinSet;
 
 use crate::client::{unexpected, VersionsPage};
@@ -80,15 +80,19 @@ fn fallback_ok(e: &ClientError) -> bool {
 /// preferred zone and the next at once; a further zone when one of them
 /// fails, and also when two have not answered within the hedge delay (a
 /// dead zone's nodes would hold the listing up for a handshake timeout).
-/// The first two zones to answer in full are used.
+/// The first two zones to answer in full are used. With `one_per_zone`,
+/// one live target stands for its zone (for what every target of a zone
+/// holds, such as buckets).
 async fn ask_two_zones<T: Send + 'static>(
     client: &Client,
     view: &MapView,
     make: impl Fn(TargetId) -> Request,
     pick: fn(Response) -> Result<T, Box<Response>>,
+    one_per_zone: bool,
 ) -> Result<Vec<T>, ClientError> {
     let mut plans = Vec::new();
     for zone in zone_order(client, view) {
+        let zone = if one_per_zone { client.prefer_live(view, &zone).into_iter().take(1).collect() } else { zone };
         plans.push(zone.iter().map(|&t| Ok((view.addr(t)?, make(t)))).collect::<Result<Vec<_>, ClientError>>()?);
     }
     let needed = plans.len().min(2);
@@ -174,7 +178,7 @@ pub(crate) async fn list(
         Response::ListOk(p) => Ok(p),
         other => Err(Box::new(other)),
     };
-    let pages = ask_two_zones(client, view, make, pick).await?;
+    let pages = ask_two_zones(client, view, make, pick, false).await?;
     let (entries, common_prefixes, next) = crate::merge_pages(pages, limit as usize);
     Ok(ListPage { entries, common_prefixes, next })
 }
@@ -201,7 +205,26 @@ pub(crate) async fn list_versions(
         Response::ListVersionsOk(p) => Ok(p),
         other => Err(Box::new(other)),
     };
-    let pages = ask_two_zones(client, view, make, pick).await?;
+    let pages = ask_two_zones(client, view, make, pick, false).await?;
     let (entries, next) = crate::list::merge_version_pages(pages, limit as usize);
     Ok(VersionsPage { entries, next })
+}
+
+/// One page of the region's buckets, in name order, after `after`: one
+/// target in each of two zones (every target records every bucket, and a
+/// bucket made while a zone was down is missing only in that zone).
+pub(crate) async fn list_buckets(
+    client: &Client,
+    view: &MapView,
+    after: Option<String>,
+    limit: u32,
+) -> Result<(Vec<BucketInfo>, Option<String>), ClientError> {
+    let limit = limit.clamp(1, tessera_wire::limits::BUCKET_LIST_MAX);
+    let make = |target| Request::ListBuckets(ListBuckets { target, after: after.clone(), limit });
+    let pick = |r| match r {
+        Response::ListBucketsOk(p) => Ok(p),
+        other => Err(Box::new(other)),
+    };
+    let pages = ask_two_zones(client, view, make, pick, true).await?;
+    Ok(crate::list::merge_bucket_pages(pages, limit as usize))
 }

@@ -373,6 +373,13 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
             Err(r) => r,
             Ok(engine) => engine.bucket(&g.name).map(Response::GetBucketOk).unwrap_or_else(|e| engine_error(&e)),
         },
+        Request::ListBuckets(l) => match engine_for(l.target) {
+            Err(r) => r,
+            Ok(engine) => engine
+                .buckets(l.after.as_deref(), l.limit as usize)
+                .map(|(buckets, truncated)| Response::ListBucketsOk(tessera_wire::ListBucketsOk { buckets, truncated }))
+                .unwrap_or_else(|e| engine_error(&e)),
+        },
         Request::NodeStatus(_) => Response::NodeStatusOk(status(ctx)),
         Request::PgDigest(d) => match (engine_for(d.target), ctx.map.placement()) {
             (Err(r), _) => r,

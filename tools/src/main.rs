@@ -6,6 +6,7 @@ mod dev;
 mod dev_proc;
 mod dev_regions;
 mod du;
+mod ls_cmd;
 mod netns;
 mod relay;
 mod repair_cmd;
@@ -81,16 +82,25 @@ enum Cmd {
         #[arg(long)]
         version: Option<String>,
     },
-    /// List keys of BUCKET[/PREFIX].
+    /// List buckets, or the keys of BUCKET[/PREFIX]. Times are local;
+    /// names with control characters are printed escaped (`--json` gives
+    /// them raw, JSON-encoded).
     Ls {
-        /// BUCKET or BUCKET/PREFIX.
-        path: String,
+        /// BUCKET or BUCKET/PREFIX; without it, the region's buckets.
+        path: Option<String>,
         /// List every key under the prefix instead of rolling up at '/'.
         #[arg(long, short)]
         recursive: bool,
         /// List every version (and delete marker), newest first per key.
         #[arg(long)]
         versions: bool,
+        /// Exact bytes, storage class, checksum and version id (owner for
+        /// buckets).
+        #[arg(long, short, conflicts_with = "json")]
+        long: bool,
+        /// One JSON object per line, for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Usage of a bucket by storage class, with IA billing rules applied.
     Du {
@@ -341,19 +351,23 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 }
             }
         }
-        Cmd::Ls { path, versions: true, .. } => {
-            let (bucket, prefix) = path.split_once('/').unwrap_or((path.as_str(), ""));
+        Cmd::Ls { path, recursive, versions, long, json } => {
+            let format = match (long, json) {
+                (_, true) => ls_cmd::Format::Json,
+                (true, _) => ls_cmd::Format::Long,
+                _ => ls_cmd::Format::Short,
+            };
             let c = client(cli.config).await?;
-            let mut after = None;
-            loop {
-                let page = c.list_versions(bucket, prefix, after, 1_000).await?;
-                for e in &page.entries {
-                    let what = if e.delete_marker { "DELETE-MARKER".to_string() } else { e.size_bytes.to_string() };
-                    println!("{}  {:>13}  {}", e.version, what, e.key);
-                }
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => break,
+            match path.as_deref() {
+                None if versions => return Err(CliError::Usage("ls --versions needs BUCKET[/PREFIX]".into())),
+                None => ls_cmd::buckets(&c, format).await?,
+                Some(path) => {
+                    let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+                    if versions {
+                        ls_cmd::versions(&c, bucket, prefix, format).await?;
+                    } else {
+                        ls_cmd::keys(&c, bucket, prefix, recursive, format).await?;
+                    }
                 }
             }
         }
@@ -418,28 +432,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let c = client(cli.config).await?;
             if !repair_cmd::run(&c, cmd).await? {
                 return Err(CliError::Io("some nodes did not answer (listed above)".into()));
-            }
-        }
-        Cmd::Ls { path, recursive, .. } => {
-            let (bucket, prefix) = path.split_once('/').unwrap_or((path.as_str(), ""));
-            let c = client(cli.config).await?;
-            let mut req = ListRequest {
-                prefix: prefix.to_owned(),
-                delimiter: (!recursive).then(|| "/".to_string()),
-                ..Default::default()
-            };
-            loop {
-                let page = c.list(bucket, req.clone()).await?;
-                for p in &page.common_prefixes {
-                    println!("{:>32}  {:>12}  {p}", "", "PRE");
-                }
-                for e in &page.entries {
-                    println!("{}  {:>12}  {}", e.version, e.size_bytes, e.key);
-                }
-                match page.next {
-                    Some(n) => req.continuation = Some(n),
-                    None => break,
-                }
             }
         }
         Cmd::Rm { path, version } => {

@@ -270,7 +270,7 @@ async fn steady_load_replicates_every_change_exactly() {
     assert!(stat.contains("PublicRead") && stat.contains("origin:        r1") && stat.contains("text/plain"), "{stat}");
     // Listing (latest versions) agrees as well.
     for b in ["vers", "plain"] {
-        assert_eq!(r.cli("r1", &["ls", b]), r.cli("r2", &["ls", b]), "ls {b}");
+        assert_eq!(r.cli("r1", &["ls", "--long", b]), r.cli("r2", &["ls", "--long", b]), "ls {b}");
     }
 }
 
@@ -405,7 +405,7 @@ async fn two_way_replication_converges_without_echo() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         // The latest version of every key agrees (last writer by id wins).
-        assert_eq!(r.cli("r1", &["ls", bkt]), r.cli("r2", &["ls", bkt]), "ls {bkt}");
+        assert_eq!(r.cli("r1", &["ls", "--long", bkt]), r.cli("r2", &["ls", "--long", bkt]), "ls {bkt}");
     }
 }
 

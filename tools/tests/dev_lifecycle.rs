@@ -123,6 +123,7 @@ fn a_fresh_cli_reaches_the_region_with_any_zone_down_and_dev_processes_die_with_
         assert!(cfg.contains(&format!("\"127.0.{z}.1:{port}\"")), "client.toml lacks a seed in zone z{z}: {cfg}");
     }
     assert!(dev.cli(&["mb", "zones"]).status.success());
+    let mut made = vec!["demo".to_string(), "zones".to_string()]; // demo: made by the demo
     let file = dev.dir.join("obj.bin");
 
     // For each zone in turn: stop it, then fresh CLI processes put, get,
@@ -151,9 +152,49 @@ fn a_fresh_cli_reaches_the_region_with_any_zone_down_and_dev_processes_die_with_
         // A bucket made while the zone is down (repair owes it the rest).
         let mb = dev.cli(&["mb", &format!("made-without-{zone}")]);
         assert!(mb.status.success(), "mb with {zone} down: {}", text(&mb));
+        // The bucket list is whole with a zone down: every bucket made so
+        // far, including those made while another zone was down.
+        let ls = dev.cli(&["-v", "ls", "--json"]);
+        assert!(ls.status.success(), "ls (buckets) with {zone} down: {}", text(&ls));
+        assert_dead_seeds_not_waited_on(&String::from_utf8_lossy(&ls.stderr), &dead_prefix);
+        let names: Vec<String> = String::from_utf8_lossy(&ls.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["bucket"].as_str().unwrap().to_owned())
+            .collect();
+        made.push(format!("made-without-{zone}"));
+        let mut want = made.clone();
+        want.sort();
+        assert_eq!(names, want, "bucket list with {zone} down");
         let out = tessera().args(["dev", "start-zone", "--dir"]).arg(&dev.dir).arg(zone).output().unwrap();
         assert!(out.status.success(), "start-zone {zone}: {}", text(&out));
     }
+
+    // ls for people and for scripts: a header, human sizes, local times, and
+    // a key with terminal escapes and a carriage return printed escaped
+    // (raw only inside --json).
+    let evil = "zones/evil\x1b[2J\rname";
+    assert!(dev.cli(&["put", file.to_str().unwrap(), evil]).status.success());
+    let ls = dev.cli(&["ls", "zones"]);
+    let out = String::from_utf8_lossy(&ls.stdout).into_owned();
+    assert!(ls.status.success(), "{}", text(&ls));
+    let header = out.lines().next().unwrap_or_default();
+    assert!(header.starts_with("MODIFIED (") && header.contains("SIZE") && header.ends_with("KEY"), "{out}");
+    assert!(out.lines().any(|l| l.contains("293.0 KiB") && l.ends_with(" z1-down.bin")), "{out}");
+    assert!(out.contains(" evil\\u{1b}[2J\\rname") && !out.contains('\x1b') && !out.contains('\r'), "{out:?}");
+    let json = dev.cli(&["ls", "--json", "zones"]);
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&json.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(rows.iter().any(|r| r["key"] == "evil\x1b[2J\rname" && r["size"] == 300_000), "{rows:?}");
+    let stat = String::from_utf8_lossy(&dev.cli(&["stat", "zones/z2-down.bin"]).stdout).into_owned();
+    let version = stat.lines().find_map(|l| l.strip_prefix("version:")).unwrap().trim().to_owned();
+    let long = String::from_utf8_lossy(&dev.cli(&["ls", "--long", "zones"]).stdout).into_owned();
+    assert!(
+        long.lines().any(|l| l.contains(" 300000 ") && l.contains(&version) && l.ends_with(" z2-down.bin")),
+        "{long}"
+    );
+    let buckets = String::from_utf8_lossy(&dev.cli(&["ls"]).stdout).into_owned();
+    assert!(buckets.lines().next().unwrap_or_default().ends_with("BUCKET"), "{buckets}");
+    assert!(buckets.lines().any(|l| l.ends_with(" zones")), "{buckets}");
 
     // A second `tessera dev` on the same ports refuses at once, naming the
     // port and the flags that move it; the first region is untouched.

@@ -132,6 +132,7 @@ impl FrameBody for Request {
             Request::CrrHave(_) => Opcode::CrrHave,
             Request::CrrApply(_) => Opcode::CrrApply,
             Request::ChangeSummary(_) => Opcode::ChangeSummary,
+            Request::ListBuckets(_) => Opcode::ListBuckets,
         }
     }
     fn to_body(&self) -> Result<Vec<u8>, postcard::Error> {
@@ -159,6 +160,7 @@ impl FrameBody for Request {
             Request::CrrHave(m) => postcard::to_stdvec(m),
             Request::CrrApply(m) => postcard::to_stdvec(m),
             Request::ChangeSummary(m) => postcard::to_stdvec(m),
+            Request::ListBuckets(m) => postcard::to_stdvec(m),
         }
     }
 }
@@ -186,6 +188,7 @@ impl FrameBody for Response {
             Response::CrrHaveOk(_) => Opcode::CrrHaveOk,
             Response::CrrApplyOk(_) => Opcode::CrrApplyOk,
             Response::ChangeSummaryOk(_) => Opcode::ChangeSummaryOk,
+            Response::ListBucketsOk(_) => Opcode::ListBucketsOk,
             Response::Error(_) => Opcode::Error,
         }
     }
@@ -211,6 +214,7 @@ impl FrameBody for Response {
             Response::CrrHaveOk(m) => postcard::to_stdvec(m),
             Response::CrrApplyOk(m) => postcard::to_stdvec(m),
             Response::ChangeSummaryOk(m) => postcard::to_stdvec(m),
+            Response::ListBucketsOk(m) => postcard::to_stdvec(m),
             Response::Error(m) => postcard::to_stdvec(m),
         }
     }
@@ -284,6 +288,7 @@ pub fn decode_body(opcode: Opcode, body: &[u8]) -> Result<Decoded, DecodeError> 
         O::CrrHave => Decoded::Request(Request::CrrHave(take(opcode, body)?)),
         O::CrrApply => Decoded::Request(Request::CrrApply(take(opcode, body)?)),
         O::ChangeSummary => Decoded::Request(Request::ChangeSummary(take(opcode, body)?)),
+        O::ListBuckets => Decoded::Request(Request::ListBuckets(take(opcode, body)?)),
         O::PutShardOk => Decoded::Response(Response::PutShardOk(take(opcode, body)?)),
         O::GetShardOk => Decoded::Response(Response::GetShardOk(take(opcode, body)?)),
         O::HeadOk => Decoded::Response(Response::HeadOk(take(opcode, body)?)),
@@ -304,6 +309,7 @@ pub fn decode_body(opcode: Opcode, body: &[u8]) -> Result<Decoded, DecodeError> 
         O::CrrHaveOk => Decoded::Response(Response::CrrHaveOk(take(opcode, body)?)),
         O::CrrApplyOk => Decoded::Response(Response::CrrApplyOk(take(opcode, body)?)),
         O::ChangeSummaryOk => Decoded::Response(Response::ChangeSummaryOk(take(opcode, body)?)),
+        O::ListBucketsOk => Decoded::Response(Response::ListBucketsOk(take(opcode, body)?)),
         O::Error => Decoded::Response(Response::Error(take(opcode, body)?)),
     };
     check(opcode, &decoded)?;
@@ -591,6 +597,25 @@ fn check(opcode: Opcode, decoded: &Decoded) -> Result<(), DecodeError> {
             max_len("owner", &m.info.owner, OWNER_BYTES_MAX)?;
         }
         Decoded::Request(Request::GetBucket(m)) => bucket(opcode, &m.name)?,
+        Decoded::Request(Request::ListBuckets(m)) => {
+            if let Some(after) = &m.after {
+                max_len("after", after, BUCKET_NAME_BYTES_MAX)?;
+            }
+            if m.limit == 0 || m.limit > BUCKET_LIST_MAX {
+                return Err(DecodeError::OutOfRange {
+                    field: "limit",
+                    value: u64::from(m.limit),
+                    allowed: "1..=BUCKET_LIST_MAX",
+                });
+            }
+        }
+        Decoded::Response(Response::ListBucketsOk(m)) => {
+            count("buckets", m.buckets.len(), BUCKET_LIST_MAX as usize)?;
+            for b in &m.buckets {
+                bucket(opcode, &b.name)?;
+                max_len("owner", &b.owner, OWNER_BYTES_MAX)?;
+            }
+        }
         Decoded::Request(Request::NodeStatus(_)) => {}
         Decoded::Response(Response::GetShardOk(m)) => check_meta(opcode, &m.meta)?,
         Decoded::Response(Response::HeadOk(m)) => {

@@ -72,6 +72,7 @@ pub enum Opcode {
     CrrHave = 0x15,
     CrrApply = 0x16,
     ChangeSummary = 0x17,
+    ListBuckets = 0x18,
     PutShardOk = 0x81,
     GetShardOk = 0x82,
     HeadOk = 0x83,
@@ -92,6 +93,7 @@ pub enum Opcode {
     CrrHaveOk = 0x95,
     CrrApplyOk = 0x96,
     ChangeSummaryOk = 0x97,
+    ListBucketsOk = 0x98,
     Error = 0xff,
 }
 
@@ -123,6 +125,7 @@ impl Opcode {
             0x15 => CrrHave,
             0x16 => CrrApply,
             0x17 => ChangeSummary,
+            0x18 => ListBuckets,
             0x81 => PutShardOk,
             0x82 => GetShardOk,
             0x83 => HeadOk,
@@ -143,6 +146,7 @@ impl Opcode {
             0x95 => CrrHaveOk,
             0x96 => CrrApplyOk,
             0x97 => ChangeSummaryOk,
+            0x98 => ListBucketsOk,
             0xff => Error,
             _ => return None,
         })

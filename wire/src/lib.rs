@@ -30,9 +30,9 @@ pub use ids::{CoreIndex, ShardIndex, StripeIndex, TargetId};
 pub use map::{ClassProfiles, ClusterMap, EcProfile, MapError, MapNode, MapTarget, MapZone, TargetLoc};
 pub use message::{
     Acl, BucketInfo, ByteRange, CommitOk, CommitVersion, CoreStatus, CreateBucket, DeleteObject, DeleteOk, ErrorBody,
-    ErrorCode, GetBucket, GetMap, GetShard, GetShardOk, Head, HeadOk, List, ListEntry, ListOk, ListVersions,
-    ListVersionsOk, MapOk, NodeStatus, NodeStatusOk, ObjectMeta, PutShard, PutShardOk, Request, Response, SetMap,
-    StorageClass, TargetStatus,
+    ErrorCode, GetBucket, GetMap, GetShard, GetShardOk, Head, HeadOk, List, ListBuckets, ListBucketsOk, ListEntry,
+    ListOk, ListVersions, ListVersionsOk, MapOk, NodeStatus, NodeStatusOk, ObjectMeta, PutShard, PutShardOk, Request,
+    Response, SetMap, StorageClass, TargetStatus,
 };
 pub use placement::{object_hash, Placement, PlacementViolation};
 pub use quorum::{bucket_rule_holds, Geometry, ShardState, WriteStep, WriteTracker};

@@ -32,6 +32,10 @@ pub const CONTENT_TYPE_BYTES_MAX: usize = 256;
 /// Longest owner name.
 pub const OWNER_BYTES_MAX: usize = 128;
 
+/// Most buckets in one [`crate::ListBucketsOk`] page (a bucket's settings
+/// take at most ~220 bytes, so a full page stays well inside a body).
+pub const BUCKET_LIST_MAX: u32 = 200;
+
 /// Longest list prefix, start-after or delimiter (they are key fragments).
 pub const LIST_ARG_BYTES_MAX: usize = KEY_BYTES_MAX;
 
@@ -54,4 +58,6 @@ pub const VERSION_LIST_MAX: usize = 256;
 pub const ERROR_DETAIL_BYTES_MAX: usize = 1_024;
 
 const _: () = assert!(BODY_BYTES_MAX as usize > 2 * (KEY_BYTES_MAX + USER_META_BYTES_MAX));
+const _: () =
+    assert!(BODY_BYTES_MAX as usize > BUCKET_LIST_MAX as usize * (BUCKET_NAME_BYTES_MAX + OWNER_BYTES_MAX + 32));
 const _: () = assert!(SHARD_BYTES_MAX.is_multiple_of(4_096));

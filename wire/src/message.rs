@@ -334,6 +334,28 @@ pub struct BucketInfo {
     pub storage_class: StorageClass,
 }
 
+/// One page of the buckets a target holds, in name order. Every target
+/// records every bucket (creation follows the zone rule), so a client that
+/// asks one target in each of two zones sees them all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListBuckets {
+    /// Target to ask.
+    pub target: TargetId,
+    /// Start after this bucket name (the last one of the previous page).
+    pub after: Option<String>,
+    /// Page size, 1..=[`crate::limits::BUCKET_LIST_MAX`].
+    pub limit: u32,
+}
+
+/// Answer to [`ListBuckets`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListBucketsOk {
+    /// Buckets, in name order.
+    pub buckets: Vec<BucketInfo>,
+    /// More buckets exist after the last one returned.
+    pub truncated: bool,
+}
+
 /// Read a bucket's settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetBucket {
@@ -455,6 +477,7 @@ pub enum Request {
     CrrHave(crate::crr::CrrHave),
     CrrApply(crate::crr::CrrApply),
     ChangeSummary(crate::crr::ChangeSummary),
+    ListBuckets(ListBuckets),
 }
 
 /// Every response.
@@ -481,5 +504,6 @@ pub enum Response {
     CrrHaveOk(crate::crr::CrrHaveOk),
     CrrApplyOk(crate::crr::CrrApplyOk),
     ChangeSummaryOk(crate::crr::ChangeSummaryOk),
+    ListBucketsOk(ListBucketsOk),
     Error(ErrorBody),
 }

@@ -195,6 +195,12 @@ fn requests() -> Vec<(&'static str, Request, u64)> {
             }),
             1_500_000,
         ),
+        // Appended: request ids follow the position, so earlier vectors keep theirs.
+        (
+            "list_buckets",
+            Request::ListBuckets(ListBuckets { target: TargetId(3), after: Some("logs".into()), limit: 200 }),
+            0,
+        ),
     ]
 }
 
@@ -328,6 +334,12 @@ fn responses() -> Vec<(&'static str, Response, u64)> {
         ("crr_have_ok", Response::CrrHaveOk(crr::CrrHaveOk { done: vec![true, false] }), 0),
         ("crr_apply_ok", Response::CrrApplyOk(crr::CrrApplyOk { applied: true }), 0),
         ("error", Response::Error(ErrorBody { code: ErrorCode::TargetFull, detail: "target t0 is full".into() }), 0),
+        // Appended: request ids follow the position, so earlier vectors keep theirs.
+        (
+            "list_buckets_ok",
+            Response::ListBucketsOk(ListBucketsOk { buckets: vec![bucket_info()], truncated: true }),
+            0,
+        ),
     ]
 }
 

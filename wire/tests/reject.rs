@@ -113,6 +113,40 @@ fn body_rejections_name_their_reason() {
         decode_request(Opcode::List, &f[FRAME_HEADER_LEN..]),
         Err(DecodeError::FieldTooLong { field: "prefix", .. })
     ));
+
+    for limit in [0, BUCKET_LIST_MAX + 1] {
+        let lb = Request::ListBuckets(ListBuckets { target: TargetId(0), after: None, limit });
+        let f = encode_frame(1, &lb, 0, 1).expect("encode");
+        assert!(matches!(
+            decode_request(Opcode::ListBuckets, &f[FRAME_HEADER_LEN..]),
+            Err(DecodeError::OutOfRange { field: "limit", .. })
+        ));
+    }
+    let lb = Request::ListBuckets(ListBuckets { target: TargetId(0), after: Some("b".repeat(64)), limit: 5 });
+    let f = encode_frame(1, &lb, 0, 1).expect("encode");
+    assert!(matches!(
+        decode_request(Opcode::ListBuckets, &f[FRAME_HEADER_LEN..]),
+        Err(DecodeError::FieldTooLong { field: "after", .. })
+    ));
+    let info = |name: &str| BucketInfo {
+        name: name.into(),
+        versioned: false,
+        owner: "o".into(),
+        created_ms: 1,
+        storage_class: StorageClass::Standard,
+    };
+    let too_many = Response::ListBucketsOk(ListBucketsOk {
+        buckets: (0..=BUCKET_LIST_MAX).map(|i| info(&format!("b{i:04}"))).collect(),
+        truncated: false,
+    });
+    let f = encode_frame(1, &too_many, 0, 1).expect("encode");
+    assert!(matches!(
+        decode_response(Opcode::ListBucketsOk, &f[FRAME_HEADER_LEN..]),
+        Err(DecodeError::TooManyEntries { field: "buckets", .. })
+    ));
+    let bad_name = Response::ListBucketsOk(ListBucketsOk { buckets: vec![info("Bad_Name")], truncated: false });
+    let f = encode_frame(1, &bad_name, 0, 1).expect("encode");
+    assert!(matches!(decode_response(Opcode::ListBucketsOk, &f[FRAME_HEADER_LEN..]), Err(DecodeError::Invalid { .. })));
 }
 
 #[test]

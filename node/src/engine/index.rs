@@ -389,6 +389,29 @@ impl Reader {
         }
     }
 
+    /// Up to `limit` buckets named after `after`, in name order, and
+    /// whether more follow.
+    pub(crate) fn buckets(&self, after: Option<&str>, limit: usize) -> Result<(Vec<BucketInfo>, bool), EngineError> {
+        let t = match self.txn.open_table(BUCKETS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), false)),
+            Err(e) => return Err(e.into()),
+        };
+        let range = match after {
+            Some(a) => t.range::<&str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))?,
+            None => t.range::<&str>(..)?,
+        };
+        let mut out = Vec::new();
+        for row in range {
+            let (_, v) = row?;
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push(decode("bucket", v.value())?);
+        }
+        Ok((out, false))
+    }
+
     /// A bucket's settings, or `NoSuchBucket`.
     pub(crate) fn require_bucket(&self, name: &str) -> Result<BucketInfo, EngineError> {
         self.bucket(name)?.ok_or_else(|| EngineError::NoSuchBucket { bucket: name.to_owned() })

@@ -565,6 +565,12 @@ impl Engine {
         Reader::new(&self.inner.db)?.bucket(name)?.ok_or_else(|| EngineError::NoSuchBucket { bucket: name.to_owned() })
     }
 
+    /// A page of the buckets this target records, in name order, and
+    /// whether more follow.
+    pub fn buckets(&self, after: Option<&str>, limit: usize) -> Result<(Vec<BucketInfo>, bool), EngineError> {
+        Reader::new(&self.inner.db)?.buckets(after, limit)
+    }
+
     /// Space and activity counters.
     pub fn stats(&self) -> EngineStats {
         let space = self.inner.space.borrow();
