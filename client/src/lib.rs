@@ -36,7 +36,7 @@ pub use config::ClientConfig;
 pub use crr::VersionHeld;
 pub use error::ClientError;
 pub use list::{merge_bucket_pages, merge_pages, merge_version_pages};
-pub use peer::{load_certs, load_key, PeerConfig, PeerLink, CRR_ALPN};
+pub use peer::{load_certs, load_key, tls_provider, PeerConfig, PeerLink, CRR_ALPN};
 pub use read::{group_view, reconstruct};
 pub use seeds::{ConnectReport, SeedAttempt, SeedOutcome, SeedSource};
 pub use tessera_wire::{BucketInfo, ByteRange, ClusterMap, ListEntry, ObjectMeta, StorageClass, VersionId};

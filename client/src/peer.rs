@@ -59,6 +59,16 @@ fn cfg_err(what: &str, path: &std::path::Path, e: impl std::fmt::Display) -> Cli
     ClientError::Config { detail: format!("{what} {}: {e}", path.display()) }
 }
 
+/// The TLS crypto of every Tessera connection (client, node, replication
+/// link): aws-lc-rs, rustls's default, whose key exchange prefers the
+/// hybrid post-quantum group X25519MLKEM768 (a recording of today's
+/// traffic stays sealed against a future quantum computer), falling back
+/// to X25519 for a peer without it. *ring* has no post-quantum groups and
+/// is deprecated as a provider in current rustls.
+pub fn tls_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
 /// Read a PEM certificate chain.
 pub fn load_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
     let certs = CertificateDer::pem_file_iter(path)
@@ -85,7 +95,7 @@ impl PeerLink {
         for c in load_certs(&cfg.ca_cert)? {
             roots.add(c).map_err(|e| cfg_err("peer CA", &cfg.ca_cert, e))?;
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = tls_provider();
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| ClientError::Config { detail: e.to_string() })?

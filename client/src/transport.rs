@@ -59,7 +59,7 @@ impl Transport {
         for c in certs {
             roots.add(c).map_err(|e| ClientError::Config { detail: format!("CA certificate: {e}") })?;
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::peer::tls_provider();
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| ClientError::Config { detail: e.to_string() })?

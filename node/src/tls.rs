@@ -37,7 +37,7 @@ pub fn server_config(cert: &Path, key: &Path, streams_max: u32) -> Result<quinn:
         path: key.display().to_string(),
         detail: e.to_string(),
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = tessera_client::tls_provider();
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -90,7 +90,7 @@ pub fn crr_server_config(
     key: &Path,
     peers: &[(String, std::path::PathBuf)],
 ) -> Result<(quinn::ServerConfig, Arc<PeerTrust>), TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = tessera_client::tls_provider();
     let mut all = rustls::RootCertStore::empty();
     let mut trust = PeerTrust { peers: Vec::new() };
     for (region, ca) in peers {

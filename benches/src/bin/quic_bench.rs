@@ -74,7 +74,7 @@ async fn plain_quinn(dir: &std::path::Path) -> anyhow::Result<f64> {
     for c in rustls_pki_types::CertificateDer::pem_file_iter(dir.join("tls/ca.pem"))? {
         roots.add(c?)?;
     }
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let mut tls = rustls::ClientConfig::builder_with_provider(tessera_client::tls_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
         .with_no_client_auth();

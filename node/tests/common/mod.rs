@@ -182,7 +182,7 @@ pub async fn raw_connection(dir: &std::path::Path, port: u16) -> quinn::Connecti
     for c in rustls_pki_types::CertificateDer::pem_file_iter(dir.join("tls/ca.pem")).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = tessera_client::tls_provider();
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
