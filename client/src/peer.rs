@@ -59,6 +59,27 @@ fn cfg_err(what: &str, path: &std::path::Path, e: impl std::fmt::Display) -> Cli
     ClientError::Config { detail: format!("{what} {}: {e}", path.display()) }
 }
 
+/// Why a connection to a peer region ended, with the likely cause: a TLS
+/// refusal (a QUIC crypto error, 0x100..0x1ff: a certificate one side does
+/// not trust) points at the trust stores; silence points at the network
+/// (a partition or a dead link), never at the trust stores.
+pub(crate) fn why_closed(e: &quinn::ConnectionError) -> String {
+    let code = match e {
+        quinn::ConnectionError::TransportError(t) => Some(u64::from(t.code)),
+        quinn::ConnectionError::ConnectionClosed(c) => Some(u64::from(c.error_code)),
+        _ => None,
+    };
+    match e {
+        quinn::ConnectionError::TimedOut => {
+            "no packet within the idle timeout (the link is down or the regions are partitioned)".into()
+        }
+        _ if code.is_some_and(|c| (0x100..0x200).contains(&c)) => {
+            format!("{e} (a TLS refusal: is this region in the peer's trust store, and the peer's CA in ours?)")
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// The TLS crypto of every Tessera connection (client, node, replication
 /// link): aws-lc-rs, rustls's default, whose key exchange prefers the
 /// hybrid post-quantum group X25519MLKEM768 (a recording of today's
@@ -152,12 +173,7 @@ impl PeerLink {
             .map_err(|_| {
                 conn_err(format!("no handshake with region {} within {:?}", self.cfg.region, self.cfg.timeout))
             })?
-            .map_err(|e| {
-                conn_err(format!(
-                    "handshake with region {} failed: {e} (is this region in its trust store, and its CA in ours?)",
-                    self.cfg.region
-                ))
-            })?;
+            .map_err(|e| conn_err(format!("handshake with region {} failed: {}", self.cfg.region, why_closed(&e))))?;
         if let Ok(mut conns) = self.conns.lock() {
             conns.insert(addr, conn.clone());
         }
@@ -183,12 +199,10 @@ impl PeerLink {
         let frame = encode_frame(id, req, payload_len, 0)?;
         let conn = self.connection(addr).await?;
         let region = &self.cfg.region;
-        // A refusal of this region's certificate arrives as the connection
-        // closing: say so rather than "connection lost".
+        // A closed connection says why it closed (a silent network, a
+        // refused certificate) better than the stream error does.
         let conn_err = |detail: String| match conn.close_reason() {
-            Some(reason) => conn_err(format!(
-                "region {region} closed the connection: {reason} (is this region in its trust store?)"
-            )),
+            Some(reason) => conn_err(format!("connection to region {region} ended: {}", why_closed(&reason))),
             None => conn_err(detail),
         };
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_err(e.to_string()))?;
@@ -287,5 +301,29 @@ impl PeerLink {
             Response::CrrApplyOk(ok) => Ok(ok.applied),
             other => Err(crate::client::unexpected("crr apply", other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::why_closed;
+
+    /// A partition is blamed on the network; only a TLS alert from the
+    /// peer points at the trust stores.
+    #[test]
+    fn silence_is_not_blamed_on_the_trust_store() {
+        let silent = why_closed(&quinn::ConnectionError::TimedOut);
+        assert!(silent.contains("partitioned") && !silent.contains("trust store"), "{silent}");
+        let refused = quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+            error_code: quinn::TransportErrorCode::crypto(42), // TLS alert bad_certificate
+            frame_type: None,
+            reason: bytes::Bytes::from_static(b"invalid peer certificate: UnknownIssuer"),
+        });
+        assert!(why_closed(&refused).contains("trust store"), "{}", why_closed(&refused));
+        let app = quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+            error_code: quinn::VarInt::from_u32(0),
+            reason: bytes::Bytes::from_static(b"node stopping"),
+        });
+        assert!(!why_closed(&app).contains("trust store"), "{}", why_closed(&app));
     }
 }

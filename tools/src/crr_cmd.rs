@@ -191,8 +191,19 @@ async fn status(c: &Client, map: &tessera_wire::ClusterMap) -> Result<bool, Clie
         let shipped: BTreeSet<u32> = rows.iter().flat_map(|r| r.pgs_shipped.iter().copied()).collect();
         let filled: BTreeSet<u32> = rows.iter().flat_map(|r| r.pgs_backfilled.iter().copied()).collect();
         let up_to = rows.iter().filter(|r| !r.pgs_shipped.is_empty()).map(|r| r.replicated_up_to_ms).min();
+        // The rule's quantiles over every node's recent applies (merged
+        // histograms; a node's own p50 says nothing about the rule's).
+        let mut counts = Vec::new();
+        for r in rows {
+            tessera_wire::crr::merge_lag_counts(&mut counts, &r.lag_counts);
+        }
+        let lag_max = rows.iter().map(|r| r.lag_max_ms).max().unwrap_or(0);
         let lag =
-            rows.iter().fold([0u64; 3], |a, r| [a[0].max(r.lag_ms[0]), a[1].max(r.lag_ms[1]), a[2].max(r.lag_ms[2])]);
+            match (tessera_wire::crr::lag_quantile_ms(&counts, 0.5), tessera_wire::crr::lag_quantile_ms(&counts, 0.99))
+            {
+                (Some(p50), Some(p99)) => format!("≤{}/≤{}/{} ms", p50.min(lag_max), p99.min(lag_max), lag_max),
+                _ => "-".to_string(),
+            };
         println!(
             "{:<16} {:>8.1}% {:>4}/{:<4} {:>22} {:>9} {:>10} {:>10} {:>12} {:>16}",
             rule.id,
@@ -204,7 +215,7 @@ async fn status(c: &Client, map: &tessera_wire::ClusterMap) -> Result<bool, Clie
             mib(rows.iter().map(|r| r.pending_bytes).sum()),
             rows.iter().map(|r| r.shipped_objects).sum::<u64>(),
             mib(rows.iter().map(|r| r.shipped_bytes).sum()),
-            format!("{}/{}/{} ms", lag[0], lag[1], lag[2]),
+            lag,
         );
         for e in errors.iter().filter(|e| e.trim_start().starts_with(&format!("{} on ", rule.id))) {
             println!("{e}");

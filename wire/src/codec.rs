@@ -525,7 +525,12 @@ fn check(opcode: Opcode, decoded: &Decoded) -> Result<(), DecodeError> {
             }
         }
         Decoded::Response(Response::CrrHaveOk(m)) => count("done", m.done.len(), crate::crr::HAVE_ITEMS_MAX)?,
-        Decoded::Response(Response::CrrOk(_) | Response::CrrStatusOk(_) | Response::CrrApplyOk(_)) => {}
+        Decoded::Response(Response::CrrStatusOk(m)) => {
+            for r in &m.rules {
+                count("lag_counts", r.lag_counts.len(), crate::crr::LAG_BUCKETS)?;
+            }
+        }
+        Decoded::Response(Response::CrrOk(_) | Response::CrrApplyOk(_)) => {}
         Decoded::Request(Request::RepairStatus(_) | Request::SetRepairRate(_)) => {}
         Decoded::Request(Request::PgDigest(m)) => {
             if m.pgs.len() > crate::repair::PG_DIGEST_MAX {

@@ -325,7 +325,8 @@ fn responses() -> Vec<(&'static str, Response, u64)> {
                     rule: "dr".into(),
                     pgs_shipped: vec![1, 2],
                     pending_objects: 3,
-                    lag_ms: [40, 120, 300],
+                    lag_counts: vec![0, 0, 0, 1, 4, 2],
+                    lag_max_ms: 300,
                     ..Default::default()
                 }],
             }),

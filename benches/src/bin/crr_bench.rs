@@ -135,9 +135,14 @@ async fn lag(args: &Args, r1: Client, r2: Client) -> anyhow::Result<()> {
     for (name, addr) in r1.node_addrs() {
         if let Ok(s) = r1.crr_status(addr).await {
             for r in s.rules.iter().filter(|r| r.shipped_objects > 0) {
+                let q = |f| tessera_wire::crr::lag_quantile_ms(&r.lag_counts, f).unwrap_or(0).min(r.lag_max_ms);
                 println!(
-                    "lag: node {name} rule {}: {} shipped, streamer lag p50 {} ms p99 {} ms max {} ms",
-                    r.rule, r.shipped_objects, r.lag_ms[0], r.lag_ms[1], r.lag_ms[2]
+                    "lag: node {name} rule {}: {} shipped, streamer lag p50 <= {} ms p99 <= {} ms max {} ms",
+                    r.rule,
+                    r.shipped_objects,
+                    q(0.5),
+                    q(0.99),
+                    r.lag_max_ms
                 );
             }
         }

@@ -94,8 +94,8 @@ impl RuleRun {
     }
 }
 
-/// Pending figures of one rule, gathered during a round.
-#[derive(Default)]
+/// Pending figures of one rule in one group.
+#[derive(Clone, Default)]
 struct Pending {
     objects: u64,
     bytes: u64,
@@ -120,6 +120,10 @@ struct Inner {
     metrics: Arc<NodeMetrics>,
     region: String,
     runs: RefCell<HashMap<String, RuleRun>>,
+    /// What each rule has pending per group, as its shipping task last
+    /// saw it: set before a batch is sent (so a batch stuck on a silent
+    /// destination shows as pending, with its age) and after.
+    pending: RefCell<BTreeMap<u32, Vec<(String, Pending)>>>,
 }
 
 impl Inner {
@@ -166,17 +170,14 @@ impl Inner {
     }
 }
 
-/// What a group's shipping task returns: did it move anything, and what
-/// each rule still has pending in the group.
-type GroupResult = (u32, Result<(bool, Vec<(String, Pending)>), String>);
+/// What a group's shipping task returns: did it move anything.
+type GroupResult = (u32, Result<bool, String>);
 
 pub(crate) struct Streamer {
     inner: Rc<Inner>,
     /// Groups being shipped, one task each.
     shipping: tokio::task::JoinSet<GroupResult>,
     in_flight: BTreeSet<u32>,
-    /// Pending figures of each group, from its last finished task.
-    pending: BTreeMap<u32, Vec<(String, Pending)>>,
     map: Arc<MapState>,
     node: String,
     targets: BTreeSet<TargetId>,
@@ -195,12 +196,19 @@ impl Streamer {
         metrics: Arc<NodeMetrics>,
     ) -> Streamer {
         let region = map.map().region.clone();
-        let inner = Rc::new(Inner { client, links, cfg, metrics, region, runs: RefCell::new(HashMap::new()) });
+        let inner = Rc::new(Inner {
+            client,
+            links,
+            cfg,
+            metrics,
+            region,
+            runs: RefCell::new(HashMap::new()),
+            pending: RefCell::new(BTreeMap::new()),
+        });
         Streamer {
             inner,
             shipping: tokio::task::JoinSet::new(),
             in_flight: BTreeSet::new(),
-            pending: BTreeMap::new(),
             map,
             node,
             targets,
@@ -231,11 +239,8 @@ impl Streamer {
         match done {
             Ok((pg, r)) => {
                 self.in_flight.remove(&pg);
-                match r {
-                    Ok((_, pending)) => {
-                        self.pending.insert(pg, pending);
-                    }
-                    Err(e) => tracing::debug!(pg, error = %e, "shipping a group's log failed"),
+                if let Err(e) = r {
+                    tracing::debug!(pg, error = %e, "shipping a group's log failed");
                 }
             }
             Err(e) => {
@@ -317,7 +322,7 @@ impl Streamer {
         // large object) never holds up the others.
         let with_log: BTreeSet<u32> = jobs.iter().map(|(_, pg, _)| *pg).collect();
         let in_flight = &self.in_flight;
-        self.pending.retain(|pg, _| with_log.contains(pg) || in_flight.contains(pg));
+        self.inner.pending.borrow_mut().retain(|pg, _| with_log.contains(pg) || in_flight.contains(pg));
         let mut busy = false;
         for (t, pg, members) in jobs {
             if self.in_flight.len() >= PGS_AT_ONCE {
@@ -330,6 +335,9 @@ impl Streamer {
             self.shipping.spawn_local(async move { (pg, ship_log(&inner, &rules, t, pg, &members).await) });
             busy = true;
         }
+        // Status now, before back-fill steps that may wait on a silent
+        // destination.
+        self.publish(&rules, &shippers, started_ms);
         for rule in rules.iter().filter(|r| r.backfill) {
             let todo: Vec<(u32, TargetId)> = {
                 let runs = self.inner.runs.borrow();
@@ -352,23 +360,17 @@ impl Streamer {
                 }
             }
         }
+        self.publish(&rules, &shippers, started_ms);
+        Ok(busy)
+    }
+
+    fn publish(&self, rules: &[CrrRule], shippers: &BTreeMap<u32, TargetId>, started_ms: u64) {
         let mut pending: HashMap<String, Pending> = HashMap::new();
-        for per_rule in self.pending.values() {
+        for per_rule in self.inner.pending.borrow().values() {
             for (rule, p) in per_rule {
                 pending.entry(rule.clone()).or_default().add(p);
             }
         }
-        self.publish(&rules, &shippers, &pending, started_ms);
-        Ok(busy)
-    }
-
-    fn publish(
-        &self,
-        rules: &[CrrRule],
-        shippers: &BTreeMap<u32, TargetId>,
-        pending: &HashMap<String, Pending>,
-        started_ms: u64,
-    ) {
         let pgs: Vec<u32> = shippers.keys().copied().collect();
         let runs = self.inner.runs.borrow();
         let out = rules
@@ -376,9 +378,14 @@ impl Streamer {
             .filter_map(|rule| {
                 let run = runs.get(&rule.id)?;
                 let p = pending.get(&rule.id);
-                let mut lags: Vec<u64> = run.lags.iter().copied().collect();
-                lags.sort_unstable();
-                let q = |f: f64| lags.get(((lags.len() as f64 - 1.0) * f).round() as usize).copied().unwrap_or(0);
+                let mut lag_counts: Vec<u32> = Vec::new();
+                for &lag in &run.lags {
+                    let b = tessera_wire::crr::lag_bucket(lag);
+                    if lag_counts.len() <= b {
+                        lag_counts.resize(b + 1, 0);
+                    }
+                    lag_counts[b] += 1;
+                }
                 Some(RuleProgress {
                     rule: rule.id.clone(),
                     pgs_shipped: pgs.clone(),
@@ -394,7 +401,8 @@ impl Streamer {
                     shipped_bytes: run.shipped_bytes,
                     skipped_objects: run.skipped,
                     last_error: run.last_error.clone(),
-                    lag_ms: [q(0.5), q(0.99), lags.last().copied().unwrap_or(0)],
+                    lag_counts,
+                    lag_max_ms: run.lags.iter().copied().max().unwrap_or(0),
                 })
             })
             .collect();
@@ -405,32 +413,50 @@ impl Streamer {
     }
 }
 
+/// What is left of a rule's wanted changes.
+fn pending_of(left: &[(u64, Change)]) -> Pending {
+    Pending {
+        objects: left.len() as u64,
+        bytes: left.iter().map(|(_, c)| c.size_bytes).sum(),
+        oldest_ms: left.iter().map(|(_, c)| c.made_ms()).min(),
+    }
+}
+
 /// Ship one group's log page under every rule, then have every live
 /// member forget what all rules are done with. Returns whether it did
-/// something, and what each rule still has pending in the group.
+/// something; what each rule still has pending in the group is kept in
+/// `inner.pending` throughout.
 async fn ship_log(
     inner: &Inner,
     rules: &[CrrRule],
     t: TargetId,
     pg: u32,
     members: &[TargetId],
-) -> Result<(bool, Vec<(String, Pending)>), String> {
+) -> Result<bool, String> {
     let client = &inner.client;
     let page = client.change_log(t, pg, 0).await.map_err(|e| e.to_string())?;
     let mut cursors: HashMap<String, RuleCursor> = page.cursors.into_iter().collect();
     let mut busy = false;
-    let mut pending = Vec::new();
-    for rule in rules {
+    let todos: Vec<(&CrrRule, Vec<(u64, Change)>)> = rules
+        .iter()
+        .map(|rule| {
+            let shipped_lsn = cursors.get(&rule.id).map_or(0, |c| c.shipped_lsn);
+            let todo = page
+                .entries
+                .iter()
+                .filter(|(lsn, c)| *lsn > shipped_lsn && rule.wants(&c.bucket, c))
+                .cloned()
+                .collect();
+            (rule, todo)
+        })
+        .filter(|(_, todo): &(&CrrRule, Vec<_>)| !todo.is_empty())
+        .collect();
+    let mut pending: Vec<(String, Pending)> =
+        todos.iter().map(|(rule, todo)| (rule.id.clone(), pending_of(todo))).collect();
+    inner.pending.borrow_mut().insert(pg, pending.clone());
+    for (i, (rule, todo)) in todos.iter().enumerate() {
+        let rule = *rule;
         let cur = cursors.get(&rule.id).cloned().unwrap_or_default();
-        let todo: Vec<(u64, Change)> = page
-            .entries
-            .iter()
-            .filter(|(lsn, c)| *lsn > cur.shipped_lsn && rule.wants(&c.bucket, c))
-            .cloned()
-            .collect();
-        if todo.is_empty() {
-            continue;
-        }
         let mut left = &todo[..];
         if let Some((pacer, slots, link)) = inner.ready(rule) {
             let changes: Vec<Change> = todo.iter().map(|(_, c)| c.clone()).collect();
@@ -455,12 +481,8 @@ async fn ship_log(
                 busy = true;
             }
         }
-        let p = Pending {
-            objects: left.len() as u64,
-            bytes: left.iter().map(|(_, c)| c.size_bytes).sum(),
-            oldest_ms: left.iter().map(|(_, c)| c.made_ms()).min(),
-        };
-        pending.push((rule.id.clone(), p));
+        pending[i].1 = pending_of(left);
+        inner.pending.borrow_mut().insert(pg, pending.clone());
     }
     let done: Vec<_> = page
         .entries
@@ -480,7 +502,7 @@ async fn ship_log(
         while tasks.join_next().await.is_some() {}
         busy = true;
     }
-    Ok((busy, pending))
+    Ok(busy)
 }
 
 /// One back-fill page of one group for one rule.
