@@ -251,7 +251,7 @@ async fn demo(r1: &tessera_client::Client, r2: &tessera_client::Client) -> anyho
                     let what =
                         if m.delete_marker { "delete marker".to_string() } else { format!("{} bytes", m.size_bytes) };
                     println!(
-                        "demo: r1 {key} version {version} ({what}) is in r2 after {:.0} ms, origin {}",
+                        "demo: r1 {key} version {version} ({what}) is in r2 {:.0} ms after r1 acknowledged it, origin {}",
                         at.elapsed().as_secs_f64() * 1e3,
                         m.origin.as_deref().unwrap_or("-"),
                     );
@@ -262,6 +262,7 @@ async fn demo(r1: &tessera_client::Client, r2: &tessera_client::Client) -> anyho
             }
         }
     }
+    println!("demo: (measured from the PUT's acknowledgement in r1 to the version committed in r2, polled every 20 ms)");
     let back = r2.get("demo", "crr/a.txt", Default::default()).await?.bytes().await?;
     anyhow::ensure!(back == b"first, overwritten", "r2 holds a different crr/a.txt");
     println!("demo: r2 serves the overwritten crr/a.txt; crr/b.txt is deleted in both");
