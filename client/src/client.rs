@@ -377,7 +377,7 @@ impl Client {
     /// of two or more zones); targets of a zone that was down get it later
     /// (a write to them records it, and so do repair and lookups).
     pub async fn create_bucket(&self, name: &str, opts: BucketOptions) -> Result<BucketInfo, ClientError> {
-        validate_bucket_name(name)?;
+        tessera_wire::validate_new_bucket_name(name)?;
         let info = BucketInfo {
             name: name.to_owned(),
             versioned: opts.versioned,
@@ -586,7 +586,7 @@ impl Client {
         let (offset, len, full) = match opts.range {
             None => (0, meta.size_bytes, true),
             Some(r) => {
-                if r.offset.checked_add(r.len).is_none_or(|end| end > meta.size_bytes) {
+                if r.len == 0 || r.offset.checked_add(r.len).is_none_or(|end| end > meta.size_bytes) {
                     return Err(ClientError::InvalidRange {
                         offset: r.offset,
                         len: r.len,

@@ -90,8 +90,8 @@ pub enum ClientError {
         /// Checksum of what arrived.
         computed: u32,
     },
-    /// A byte range outside the object.
-    #[error("range {offset}+{len} is outside the object of {size_bytes} bytes")]
+    /// A byte range that is empty or reaches outside the object.
+    #[error("range of {len} bytes at offset {offset} is empty or outside the object of {size_bytes} bytes")]
     InvalidRange {
         /// Start.
         offset: u64,

@@ -262,7 +262,9 @@ async fn demo(r1: &tessera_client::Client, r2: &tessera_client::Client) -> anyho
             }
         }
     }
-    println!("demo: (measured from the PUT's acknowledgement in r1 to the version committed in r2, polled every 20 ms)");
+    println!(
+        "demo: (measured from the PUT's acknowledgement in r1 to the version committed in r2, polled every 20 ms)"
+    );
     let back = r2.get("demo", "crr/a.txt", Default::default()).await?.bytes().await?;
     anyhow::ensure!(back == b"first, overwritten", "r2 holds a different crr/a.txt");
     println!("demo: r2 serves the overwritten crr/a.txt; crr/b.txt is deleted in both");

@@ -200,7 +200,11 @@ fn parse_range(r: &str) -> Result<ByteRange, CliError> {
     if b < a {
         return Err(bad());
     }
-    Ok(ByteRange { offset: a, len: b - a + 1 })
+    // 0-18446744073709551615 would be 2^64 bytes: more than any object.
+    let len = (b - a).checked_add(1).ok_or_else(|| {
+        CliError::Usage(format!("bad range {r:?}: {} bytes is more than any object can hold", u128::from(b - a) + 1))
+    })?;
+    Ok(ByteRange { offset: a, len })
 }
 
 /// Whether `--verbose` was given (read by `client`).
@@ -454,16 +458,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let version = parse_version(version)?;
             let c = client(cli.config).await?;
             let m = c.head(bucket, key, version).await?;
-            println!("key:           {}", m.key);
+            println!("key:           {}", ls_cmd::escape(&m.key));
             println!("version:       {}", m.version);
             println!("size:          {} bytes", m.size_bytes);
             println!("crc32c:        {:#010x}", m.content_crc32c);
             println!("created:       {} ({} ms since the epoch)", civil::utc_ms(m.created_ms), m.created_ms);
-            println!("content type:  {}", m.content_type.as_deref().unwrap_or("-"));
-            println!("owner:         {}", m.owner);
+            println!("content type:  {}", ls_cmd::escape(m.content_type.as_deref().unwrap_or("-")));
+            println!("owner:         {}", ls_cmd::escape(&m.owner));
             println!("storage class: {:?}", m.storage_class);
             println!("acl:           {:?}", m.acl);
-            println!("origin:        {}", m.origin.as_deref().unwrap_or("- (written in this region)"));
+            println!("origin:        {}", ls_cmd::escape(m.origin.as_deref().unwrap_or("- (written in this region)")));
             println!(
                 "stripes:       {} of up to {} ({} data + {} parity shards of up to {} each)",
                 m.stripe_count,
@@ -475,7 +479,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let targets = c.targets_of(bucket, key);
             println!("targets:       {}", targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","));
             for (k, v) in &m.user_meta {
-                println!("meta {k}: {v}");
+                println!("meta {}: {}", ls_cmd::escape(k), ls_cmd::escape(v));
             }
         }
     }
@@ -538,5 +542,17 @@ mod tests {
         assert_eq!(human_bytes(1_023), "1023 bytes");
         assert_eq!(human_bytes(6_291_456), "6.0 MiB");
         assert_eq!(human_bytes(300_000), "293.0 KiB");
+    }
+
+    #[test]
+    fn ranges_are_checked_not_wrapped() {
+        assert_eq!(parse_range("0-0").ok(), Some(ByteRange { offset: 0, len: 1 }));
+        assert_eq!(parse_range("10-19").ok(), Some(ByteRange { offset: 10, len: 10 }));
+        let whole = format!("0-{}", u64::MAX);
+        assert!(matches!(parse_range(&whole), Err(CliError::Usage(m)) if m.contains("more than any object")));
+        assert_eq!(parse_range(&format!("1-{}", u64::MAX)).ok().map(|r| r.len), Some(u64::MAX));
+        for bad in ["5-4", "-3", "a-b", "3", "1-2-3", "-1-2"] {
+            assert!(parse_range(bad).is_err(), "{bad}");
+        }
     }
 }

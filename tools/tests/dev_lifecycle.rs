@@ -181,6 +181,19 @@ fn a_fresh_cli_reaches_the_region_with_any_zone_down_and_dev_processes_die_with_
     assert!(header.starts_with("MODIFIED (") && header.contains("SIZE") && header.ends_with("KEY"), "{out}");
     assert!(out.lines().any(|l| l.contains("293.0 KiB") && l.ends_with(" z1-down.bin")), "{out}");
     assert!(out.contains(" evil\\u{1b}[2J\\rname") && !out.contains('\x1b') && !out.contains('\r'), "{out:?}");
+    let st = dev.cli(&["stat", evil]);
+    let st = String::from_utf8_lossy(&st.stdout).into_owned();
+    assert!(st.contains("key:           evil\\u{1b}[2J\\rname") && !st.contains('\x1b'), "{st:?}");
+    // Names S3 tools could not address are refused when a bucket is made;
+    // a range past 2^64 bytes is a usage error, not an empty file.
+    for (name, why) in [("a..b", "adjacent dots"), ("192.168.1.1", "IP address"), ("xn--abc", "xn--")] {
+        let mb = dev.cli(&["mb", name]);
+        assert!(!mb.status.success() && text(&mb).contains(why), "mb {name}: {}", text(&mb));
+    }
+    let out = dev.dir.join("range.bin");
+    let get = dev.cli(&["get", "--range", &format!("0-{}", u64::MAX), "zones/z1-down.bin", out.to_str().unwrap()]);
+    assert_eq!(get.status.code(), Some(2), "{}", text(&get));
+    assert!(text(&get).contains("more than any object") && !out.exists(), "{}", text(&get));
     let json = dev.cli(&["ls", "--json", "zones"]);
     let rows: Vec<serde_json::Value> =
         String::from_utf8_lossy(&json.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -598,7 +598,8 @@ fn check(opcode: Opcode, decoded: &Decoded) -> Result<(), DecodeError> {
             }
         }
         Decoded::Request(Request::CreateBucket(m)) => {
-            bucket(opcode, &m.info.name)?;
+            crate::validate::validate_new_bucket_name(&m.info.name)
+                .map_err(|source| DecodeError::Invalid { opcode, source })?;
             max_len("owner", &m.info.owner, OWNER_BYTES_MAX)?;
         }
         Decoded::Request(Request::GetBucket(m)) => bucket(opcode, &m.name)?,
@@ -617,7 +618,7 @@ fn check(opcode: Opcode, decoded: &Decoded) -> Result<(), DecodeError> {
         Decoded::Response(Response::ListBucketsOk(m)) => {
             count("buckets", m.buckets.len(), BUCKET_LIST_MAX as usize)?;
             for b in &m.buckets {
-                bucket(opcode, &b.name)?;
+                max_len("bucket name", &b.name, BUCKET_NAME_BYTES_MAX)?;
                 max_len("owner", &b.owner, OWNER_BYTES_MAX)?;
             }
         }

@@ -36,5 +36,5 @@ pub use message::{
 };
 pub use placement::{object_hash, Placement, PlacementViolation};
 pub use quorum::{bucket_rule_holds, Geometry, ShardState, WriteStep, WriteTracker};
-pub use validate::{validate_bucket_name, validate_key, ValidationError};
+pub use validate::{validate_bucket_name, validate_key, validate_new_bucket_name, ValidationError};
 pub use version::{Hlc, VersionId};

@@ -20,6 +20,15 @@ pub enum ValidationError {
         /// The name.
         name: String,
     },
+    /// A new bucket's name breaks one of S3's naming rules beyond the
+    /// character set (names of buckets made before the rule still work).
+    #[error("bucket name {name:?} {rule}")]
+    BucketNameForm {
+        /// The name.
+        name: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
     /// Empty key.
     #[error("object key is empty")]
     KeyEmpty,
@@ -49,6 +58,41 @@ pub fn validate_bucket_name(name: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// Check the name of a bucket about to be made: [`validate_bucket_name`]
+/// and S3's further rules, so a name valid here is valid for S3 tools and
+/// virtual-host addressing (no adjacent dots, not an IPv4 address, none of
+/// the prefixes and suffixes S3 reserves). Existing buckets are checked
+/// only with [`validate_bucket_name`], so a bucket made before these rules
+/// stays reachable.
+pub fn validate_new_bucket_name(name: &str) -> Result<(), ValidationError> {
+    validate_bucket_name(name)?;
+    let form = |rule| Err(ValidationError::BucketNameForm { name: name.to_owned(), rule });
+    if name.contains("..") {
+        return form("has two adjacent dots");
+    }
+    if name.contains(".-") || name.contains("-.") {
+        return form("has a dot next to a hyphen");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return form("is formatted as an IP address");
+    }
+    for prefix in ["xn--", "sthree-", "amzn-s3-demo-"] {
+        if name.starts_with(prefix) {
+            return form(match prefix {
+                "xn--" => "starts with xn-- (reserved for internationalised domain names)",
+                "sthree-" => "starts with sthree- (reserved by S3)",
+                _ => "starts with amzn-s3-demo- (reserved by S3)",
+            });
+        }
+    }
+    for suffix in ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"] {
+        if name.ends_with(suffix) {
+            return form("ends with a suffix S3 reserves (-s3alias, --ol-s3, .mrap, --x-s3, --table-s3)");
+        }
+    }
+    Ok(())
+}
+
 /// Check an object key.
 pub fn validate_key(key: &str) -> Result<(), ValidationError> {
     if key.is_empty() {
@@ -73,6 +117,27 @@ mod tests {
         assert!(matches!(validate_bucket_name("ab"), Err(ValidationError::BucketNameLength { .. })));
         assert!(matches!(validate_bucket_name("Photos"), Err(ValidationError::BucketNameChars { .. })));
         assert!(matches!(validate_bucket_name("-abc"), Err(ValidationError::BucketNameChars { .. })));
+        // New names follow S3's further rules; existing ones stay usable.
+        for bad in [
+            "a..b",
+            "192.168.1.1",
+            "xn--abc",
+            "sthree-x",
+            "amzn-s3-demo-b",
+            "b-s3alias",
+            "b--ol-s3",
+            "b.mrap",
+            "a.-b",
+            "a-.b",
+        ] {
+            assert!(validate_bucket_name(bad).is_ok(), "{bad}");
+            let e = validate_new_bucket_name(bad).expect_err(bad);
+            assert!(matches!(e, ValidationError::BucketNameForm { .. }), "{bad}: {e}");
+        }
+        for good in ["photos-2026.eu", "a.b.c", "192.168.1.1a", "1.2.3", "xn-abc", "my-s3alias-not"] {
+            assert!(validate_new_bucket_name(good).is_ok(), "{good}");
+        }
+        assert!(validate_new_bucket_name("Photos").is_err());
     }
 
     #[test]

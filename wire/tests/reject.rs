@@ -144,9 +144,19 @@ fn body_rejections_name_their_reason() {
         decode_response(Opcode::ListBucketsOk, &f[FRAME_HEADER_LEN..]),
         Err(DecodeError::TooManyEntries { field: "buckets", .. })
     ));
-    let bad_name = Response::ListBucketsOk(ListBucketsOk { buckets: vec![info("Bad_Name")], truncated: false });
+    let bad_name = Response::ListBucketsOk(ListBucketsOk { buckets: vec![info(&"b".repeat(64))], truncated: false });
     let f = encode_frame(1, &bad_name, 0, 1).expect("encode");
-    assert!(matches!(decode_response(Opcode::ListBucketsOk, &f[FRAME_HEADER_LEN..]), Err(DecodeError::Invalid { .. })));
+    assert!(matches!(
+        decode_response(Opcode::ListBucketsOk, &f[FRAME_HEADER_LEN..]),
+        Err(DecodeError::FieldTooLong { field: "bucket name", .. })
+    ));
+    // A new bucket's name is held to S3's rules by the node as well.
+    let create = Request::CreateBucket(CreateBucket { target: TargetId(0), info: info("a..b") });
+    let f = encode_frame(1, &create, 0, 1).expect("encode");
+    assert!(matches!(
+        decode_request(Opcode::CreateBucket, &f[FRAME_HEADER_LEN..]),
+        Err(DecodeError::Invalid { source: ValidationError::BucketNameForm { .. }, .. })
+    ));
 }
 
 #[test]
