@@ -60,7 +60,7 @@ c() { "$bin" --config "$dir/client-$1.toml" "${@:2}"; }
 c "$a1" mb photos >/dev/null
 c "$b1" mb photos >/dev/null
 for i in 1 2 3; do head -c $((i * 700001)) /dev/urandom >"$dir/obj$i"; c "$a1" put "$dir/obj$i" "photos/obj$i" >/dev/null; done
-[ "$(c "$a1" ls photos | wc -l)" = 3 ] || fail "ls does not list the 3 objects"
+[ "$(c "$a1" ls --json photos | grep -c '"key":')" = 3 ] || fail "ls does not list the 3 objects"
 for i in 1 2 3; do c "$a1" get "photos/obj$i" "$dir/back$i" >/dev/null; cmp -s "$dir/obj$i" "$dir/back$i" || fail "obj$i read back differs"; done
 
 # Every object of region a's photos bucket is in region b, byte for byte
@@ -161,7 +161,7 @@ for i in 1 2 3 4; do
     c "$a3" get "photos/obj$i" "$dir/back$i" >/dev/null || fail "obj$i unreadable with z2 down after the decommission"
     cmp -s "$dir/obj$i" "$dir/back$i" || fail "obj$i differs with z2 down after the decommission"
 done
-c "$a3" ls --recursive load | awk '{print $NF}' >"$dir/load-keys"
+c "$a3" ls --recursive --json load | sed -n 's/.*"key":"\([^"]*\)".*/\1/p' >"$dir/load-keys"
 [ -s "$dir/load-keys" ] || fail "the load bucket lists nothing with z2 down"
 while read -r k; do
     c "$a3" get "load/$k" "$dir/loadobj" >/dev/null || fail "load/$k unreadable with z2 down after the decommission"
