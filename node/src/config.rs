@@ -41,6 +41,14 @@ pub struct NodeConfig {
     /// Concurrent requests (QUIC streams) per connection.
     #[serde(default = "default_streams_per_connection")]
     pub streams_per_connection_max: u32,
+    /// Shard payload bytes one connection may hold in memory at once, MiB
+    /// (its further payloads wait, so QUIC flow control slows the sender;
+    /// one client cannot take a core's memory).
+    #[serde(default = "default_payload_budget_connection_mib")]
+    pub payload_budget_per_connection_mib: u32,
+    /// Shard payload bytes all connections of one core may hold, MiB.
+    #[serde(default = "default_payload_budget_core_mib")]
+    pub payload_budget_per_core_mib: u32,
     /// Storage targets.
     pub targets: Vec<TargetConfig>,
     /// Cluster map file (TOML). Without one the node serves a one-zone
@@ -218,6 +226,12 @@ fn default_metrics_addr() -> String {
 fn default_request_timeout_ms() -> u64 {
     30_000
 }
+fn default_payload_budget_connection_mib() -> u32 {
+    64
+}
+fn default_payload_budget_core_mib() -> u32 {
+    512
+}
 fn default_streams_per_connection() -> u32 {
     256
 }
@@ -308,6 +322,18 @@ impl NodeConfig {
         }
         if self.repair_interval_ms == 0 || self.scrub_pass_interval_ms == 0 {
             return Err(ConfigError::Invalid("repair_interval_ms and scrub_pass_interval_ms must be positive".into()));
+        }
+        // A budget smaller than one largest shard would make every such
+        // write wait forever.
+        let shard_mib = (tessera_wire::limits::SHARD_BYTES_MAX / 1_048_576) as u32 + 1;
+        if self.payload_budget_per_connection_mib < shard_mib
+            || self.payload_budget_per_core_mib < self.payload_budget_per_connection_mib
+        {
+            return Err(ConfigError::Invalid(format!(
+                "payload_budget_per_connection_mib = {} and payload_budget_per_core_mib = {}: the connection budget \
+                 must hold one largest shard ({shard_mib} MiB) and the core budget at least one connection's",
+                self.payload_budget_per_connection_mib, self.payload_budget_per_core_mib
+            )));
         }
         if self.sweep_interval_ms == 0 {
             return Err(ConfigError::Invalid("sweep_interval_ms must be positive".into()));

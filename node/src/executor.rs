@@ -186,6 +186,8 @@ fn core_main(
             metrics: metrics.clone(),
             request_timeout: Duration::from_millis(cfg.request_timeout_ms),
             map,
+            payload_budget: tokio::sync::Semaphore::new(cfg.payload_budget_per_core_mib as usize * 1_024),
+            connection_budget_kib: cfg.payload_budget_per_connection_mib.saturating_mul(1_024),
         });
         tokio::task::spawn_local(update_gauges(ctx.clone(), io.clone()));
         tokio::task::spawn_local(crate::scrub::run(

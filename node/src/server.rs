@@ -38,6 +38,20 @@ pub(crate) struct CoreCtx {
     pub(crate) request_timeout: Duration,
     /// The cluster map (shared by the node's cores).
     pub(crate) map: Arc<crate::cluster::MapState>,
+    /// Payload memory of all this core's connections, in KiB permits.
+    pub(crate) payload_budget: tokio::sync::Semaphore,
+    /// Payload memory one connection may hold, KiB.
+    pub(crate) connection_budget_kib: u32,
+}
+
+/// Most payload bytes a stream reads before it holds budget: what a
+/// stream that sends a little and stalls can pin outside the budgets.
+const FIRST_READ_BYTES_MAX: usize = 64 * 1_024;
+
+/// KiB of memory a shard payload of `len` bytes holds (data and record
+/// header), as budget permits.
+fn payload_kib(len: usize) -> u32 {
+    u32::try_from((len + ALIGN_BYTES).div_ceil(1_024)).unwrap_or(u32::MAX)
 }
 
 /// Accept connections forever on this core's endpoint.
@@ -52,10 +66,12 @@ pub(crate) async fn serve(ctx: Rc<CoreCtx>, endpoint: quinn::Endpoint) {
                     return;
                 }
             };
+            // This connection's share of payload memory.
+            let budget = Rc::new(tokio::sync::Semaphore::new(ctx.connection_budget_kib as usize));
             loop {
                 match conn.accept_bi().await {
                     Ok((send, recv)) => {
-                        tokio::task::spawn_local(handle_stream(ctx.clone(), send, recv));
+                        tokio::task::spawn_local(handle_stream(ctx.clone(), budget.clone(), send, recv));
                     }
                     Err(e) => {
                         tracing::debug!(remote = %conn.remote_address(), error = %e, "connection closed");
@@ -111,11 +127,16 @@ struct Served {
     bytes_out: u64,
 }
 
-async fn handle_stream(ctx: Rc<CoreCtx>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+async fn handle_stream(
+    ctx: Rc<CoreCtx>,
+    budget: Rc<tokio::sync::Semaphore>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
     let core = &ctx.metrics.cores[ctx.core as usize];
     core.requests_in_flight.fetch_add(1, Relaxed);
     let start = Instant::now();
-    let served = tokio::time::timeout(ctx.request_timeout, serve_one(&ctx, &mut send, &mut recv)).await;
+    let served = tokio::time::timeout(ctx.request_timeout, serve_one(&ctx, &budget, &mut send, &mut recv)).await;
     core.requests_in_flight.fetch_sub(1, Relaxed);
     match served {
         Ok(Some(s)) => core.ops[s.op].record(start.elapsed(), s.ok, s.bytes_in, s.bytes_out),
@@ -156,7 +177,12 @@ async fn bad_frame(
 }
 
 #[allow(clippy::result_large_err)]
-async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn::RecvStream) -> Option<Served> {
+async fn serve_one(
+    ctx: &CoreCtx,
+    budget: &tokio::sync::Semaphore,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) -> Option<Served> {
     let mut raw = [0u8; FRAME_HEADER_LEN];
     if let Err(e) = recv.read_exact(&mut raw).await {
         if !matches!(e, quinn::ReadExactError::FinishedEarly(0)) {
@@ -247,6 +273,34 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
                 }
             };
             let len = payload_len as usize;
+            // Memory for a payload is taken when its bytes come, never on
+            // the word of the header alone (a stream that announces 4 MiB
+            // and stalls holds nothing), and within the connection's and
+            // the core's budgets (a full budget makes the stream wait, and
+            // QUIC flow control slows its sender).
+            let first = if len == 0 {
+                bytes::Bytes::new()
+            } else {
+                match recv.read_chunk(len.min(FIRST_READ_BYTES_MAX), true).await {
+                    Ok(Some(c)) => c.bytes,
+                    Ok(None) => {
+                        let detail = format!("payload truncated: expected {len} bytes, the stream ended before any");
+                        bad_frame(ctx, send, recv, request_id, detail).await;
+                        return None;
+                    }
+                    Err(e) => {
+                        bad_frame(ctx, send, recv, request_id, format!("payload of {len} bytes: {e}")).await;
+                        return None;
+                    }
+                }
+            };
+            let kib = payload_kib(len);
+            let (Ok(_mine), Ok(_core)) = (
+                budget.acquire_many(kib.min(ctx.connection_budget_kib)).await,
+                ctx.payload_budget.acquire_many(kib).await,
+            ) else {
+                return None;
+            };
             let mut buf = match engine.record_buffer(len) {
                 Ok(b) => b,
                 Err(e) => {
@@ -255,7 +309,9 @@ async fn serve_one(ctx: &CoreCtx, send: &mut quinn::SendStream, recv: &mut quinn
                     return Some(Served { op, ok: false, bytes_in: 0, bytes_out: 0 });
                 }
             };
-            if let Err(e) = recv.read_exact(&mut buf.as_mut_slice()[ALIGN_BYTES..ALIGN_BYTES + len]).await {
+            let data = &mut buf.as_mut_slice()[ALIGN_BYTES..ALIGN_BYTES + len];
+            data[..first.len()].copy_from_slice(&first);
+            if let Err(e) = recv.read_exact(&mut data[first.len()..]).await {
                 bad_frame(ctx, send, recv, request_id, format!("payload truncated: expected {len} bytes: {e}")).await;
                 return None;
             }

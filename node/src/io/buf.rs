@@ -13,6 +13,9 @@ pub const ALIGN_BYTES: usize = 4_096;
 const POOLED_BYTES_MAX: usize = 8 * 1_048_576;
 /// Buffers kept per size class; more are freed on return.
 const POOLED_PER_CLASS_MAX: usize = 64;
+/// Bytes kept by one pool over all classes: what a burst of large writes
+/// (or a flood of stalled ones) leaves resident after it is over.
+const POOLED_BYTES_TOTAL_MAX: usize = 128 * 1_048_576;
 const CLASSES: usize = 12; // 4 KiB << 0..=11 = 4 KiB ..= 8 MiB
 
 const _: () = assert!(ALIGN_BYTES << (CLASSES - 1) == POOLED_BYTES_MAX);
@@ -88,9 +91,11 @@ impl Drop for AlignedBuf {
         if let Some(pool) = self.pool.take() {
             if let Some(class) = class_of(self.cap) {
                 let mut free = pool.free.borrow_mut();
-                if free[class].len() < POOLED_PER_CLASS_MAX {
+                let pooled = pool.pooled_bytes.get();
+                if free[class].len() < POOLED_PER_CLASS_MAX && pooled + self.cap <= POOLED_BYTES_TOTAL_MAX {
                     let b = AlignedBuf { ptr: self.ptr, cap: self.cap, len: 0, pool: None };
                     free[class].push(b);
+                    pool.pooled_bytes.set(pooled + self.cap);
                     return;
                 }
             }
@@ -121,6 +126,8 @@ fn class_of(cap: usize) -> Option<usize> {
 
 struct PoolInner {
     free: RefCell<Vec<Vec<AlignedBuf>>>,
+    /// Capacity of the buffers in `free`.
+    pooled_bytes: std::cell::Cell<usize>,
 }
 
 /// A core's pool of aligned buffers in power-of-two size classes. Buffers
@@ -132,7 +139,12 @@ pub struct BufPool {
 
 impl Default for BufPool {
     fn default() -> Self {
-        BufPool { inner: Rc::new(PoolInner { free: RefCell::new((0..CLASSES).map(|_| Vec::new()).collect()) }) }
+        BufPool {
+            inner: Rc::new(PoolInner {
+                free: RefCell::new((0..CLASSES).map(|_| Vec::new()).collect()),
+                pooled_bytes: std::cell::Cell::new(0),
+            }),
+        }
     }
 }
 
@@ -145,9 +157,33 @@ impl BufPool {
             return AlignedBuf::new(want);
         };
         let reused = self.inner.free.borrow_mut()[class].pop();
+        if let Some(r) = &reused {
+            self.inner.pooled_bytes.set(self.inner.pooled_bytes.get() - r.cap);
+        }
         let mut b = reused.unwrap_or_else(|| AlignedBuf::new(cap));
         b.pool = Some(self.inner.clone());
         b.len = 0;
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// However many large buffers were out at once, the pool keeps at most
+    /// its byte cap when they come back, and reuses what it keeps.
+    #[test]
+    fn the_pool_keeps_at_most_its_byte_cap() {
+        let pool = BufPool::default();
+        let out: Vec<AlignedBuf> = (0..100).map(|_| pool.take(4 * 1_048_576 + ALIGN_BYTES)).collect();
+        let cap = out[0].capacity();
+        drop(out);
+        let kept = pool.inner.pooled_bytes.get();
+        assert!(kept <= POOLED_BYTES_TOTAL_MAX && kept + cap > POOLED_BYTES_TOTAL_MAX, "{kept}");
+        let again = pool.take(4 * 1_048_576 + ALIGN_BYTES);
+        assert_eq!(pool.inner.pooled_bytes.get(), kept - cap, "a kept buffer is reused");
+        drop(again);
+        assert_eq!(pool.inner.pooled_bytes.get(), kept);
     }
 }
