@@ -335,34 +335,51 @@ impl Client {
                 let addr = SocketAddr::new(node.host, port);
                 let name = node.name.clone();
                 // Its epoch only (NodeStatus): no map transfer, no placement build.
-                match self.node_status(addr).await.map(|s| s.map_epoch) {
+                let same = match self.node_status(addr).await.map(|s| s.map_epoch) {
+                    Err(e @ ClientError::AccessDenied { .. }) => return Err(e),
                     Err(e) => {
                         report.unreachable.push(format!("{name}: {e}"));
-                        continue;
-                    }
-                    Ok(held) if held == map.epoch => {
-                        report.already.push(name);
                         continue;
                     }
                     Ok(held) if held > map.epoch => {
                         report.refused.push(format!("{name}: holds newer epoch {held}"));
                         continue;
                     }
-                    Ok(_) => {}
-                }
-                let r = self.inner.transport.call(addr, &Request::SetMap(tessera_wire::SetMap {}), &bytes, 0).await;
-                match r {
-                    Ok(reply) if matches!(reply.response, Response::MapOk(_)) => report.installed.push(name),
-                    Ok(reply) => {
+                    // The same epoch: the node says whether it holds this
+                    // very map (done) or another one (refused, naming both).
+                    Ok(held) => held == map.epoch,
+                };
+                let set = Request::SetMap(tessera_wire::SetMap {});
+                let answer = match self.inner.transport.call(addr, &set, &bytes, 0).await {
+                    Ok(reply) if matches!(reply.response, Response::MapOk(_)) => Ok(()),
+                    Ok(reply) => Err(format!("{:?}", reply.response)),
+                    Err(e @ (ClientError::Connection { .. } | ClientError::Timeout { .. })) => {
+                        report.unreachable.push(format!("{name}: {e}"));
+                        continue;
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                match answer {
+                    Ok(()) if same => report.already.push(name),
+                    Ok(()) => report.installed.push(name),
+                    Err(detail) => {
                         // It may have taken this very map from another node
                         // meanwhile (nodes fetch the newest map each repair
-                        // round): that is not a refusal.
-                        match self.node_status(addr).await {
-                            Ok(s) if s.map_epoch == map.epoch => report.already.push(name),
-                            _ => report.refused.push(format!("{name}: {:?}", reply.response)),
+                        // round): asked again, it says whether it holds
+                        // this map (done) or another with the same epoch.
+                        let again = match self.node_status(addr).await {
+                            Ok(s) if s.map_epoch == map.epoch => self.inner.transport.call(addr, &set, &bytes, 0).await,
+                            _ => Err(ClientError::Unavailable { detail }),
+                        };
+                        match again {
+                            Ok(r) if matches!(r.response, Response::MapOk(_)) => report.already.push(name),
+                            Ok(r) => report.refused.push(format!("{name}: {:?}", r.response)),
+                            Err(ClientError::Unavailable { detail }) => {
+                                report.refused.push(format!("{name}: {detail}"))
+                            }
+                            Err(e) => report.refused.push(format!("{name}: {e}")),
                         }
                     }
-                    Err(e) => report.unreachable.push(format!("{name}: {e}")),
                 }
             }
         }

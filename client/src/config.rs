@@ -42,6 +42,16 @@ pub struct ClientConfig {
     pub server_name: String,
     /// PEM file of the CA that signed the node certificates.
     pub ca_cert: PathBuf,
+    /// PEM certificate naming this client's principal
+    /// (`urn:tessera:ROLE:NAME`, issued by the region's CA). Every node
+    /// requires one; the node authorizes requests as that principal.
+    /// `tessera dev` writes `client.toml` with a user identity and
+    /// `admin.toml` with an admin identity.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert` (keep it mode 0600).
+    #[serde(default)]
+    pub key: Option<PathBuf>,
     /// Stripes one transfer keeps in flight (bounds memory to about this
     /// many stripes per upload or download). Default 4.
     #[serde(default = "default_in_flight")]
@@ -174,6 +184,8 @@ impl ClientConfig {
             map_cache_dir: None,
             server_name,
             ca_cert,
+            cert: None,
+            key: None,
             stripes_in_flight: default_in_flight(),
             owner: default_owner(),
             request_timeout_ms: default_timeout_ms(),
@@ -192,6 +204,13 @@ impl ClientConfig {
         }
     }
 
+    /// The same settings acting as the principal that `cert` names.
+    pub fn with_identity(mut self, cert: PathBuf, key: PathBuf) -> ClientConfig {
+        self.cert = Some(cert);
+        self.key = Some(key);
+        self
+    }
+
     /// Read a config file.
     pub fn load(path: &Path) -> Result<ClientConfig, ClientError> {
         let text = std::fs::read_to_string(path)
@@ -201,6 +220,11 @@ impl ClientConfig {
         if let Some(dir) = path.parent() {
             if cfg.ca_cert.is_relative() {
                 cfg.ca_cert = dir.join(&cfg.ca_cert);
+            }
+            for p in [cfg.cert.as_mut(), cfg.key.as_mut()].into_iter().flatten() {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
             }
             if let Some(c) = cfg.map_cache_dir.as_mut().filter(|c| c.is_relative()) {
                 *c = dir.join(&*c);
@@ -237,6 +261,11 @@ impl ClientConfig {
         if self.seeds().is_empty() {
             return Err(ClientError::Config {
                 detail: "no endpoint: set endpoint or endpoints (host:port of nodes)".into(),
+            });
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            return Err(ClientError::Config {
+                detail: "cert and key go together: set both (a client certificate and its private key)".into(),
             });
         }
         for (name, v) in [

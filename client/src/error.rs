@@ -100,6 +100,13 @@ pub enum ClientError {
         /// Object size.
         size_bytes: u64,
     },
+    /// The node refused the request for the principal this client's
+    /// certificate names (the detail says who may make it).
+    #[error("access denied: {detail}")]
+    AccessDenied {
+        /// Server detail.
+        detail: String,
+    },
     /// Any other error the node reported.
     #[error("node error {code:?}: {detail}")]
     Server {
@@ -146,6 +153,7 @@ impl ClientError {
             ErrorCode::TargetFull => ClientError::TargetFull { detail },
             ErrorCode::ChecksumMismatch => ClientError::Corrupt { detail },
             ErrorCode::StaleEpoch | ErrorCode::NodeBehind => ClientError::StaleMap { detail },
+            ErrorCode::AccessDenied => ClientError::AccessDenied { detail },
             code => ClientError::Server { code, detail },
         }
     }

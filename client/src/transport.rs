@@ -50,6 +50,21 @@ fn conn_err(addr: SocketAddr, e: impl std::fmt::Display) -> ClientError {
     ClientError::Connection { addr: addr.to_string(), detail: e.to_string() }
 }
 
+/// The certificate chain and key this client presents: every node
+/// requires a client certificate.
+fn client_identity(
+    cfg: &ClientConfig,
+) -> Result<(Vec<CertificateDer<'static>>, rustls_pki_types::PrivateKeyDer<'static>), ClientError> {
+    let (Some(cert), Some(key)) = (&cfg.cert, &cfg.key) else {
+        return Err(ClientError::Config {
+            detail: "no client certificate: set cert and key in the client config (every Tessera node requires one; \
+                     tessera dev writes client.toml for a user and admin.toml for an admin, see docs/security.md)"
+                .into(),
+        });
+    };
+    Ok((crate::peer::load_certs(cert)?, crate::peer::load_key(key)?))
+}
+
 impl Transport {
     pub(crate) fn new(cfg: &ClientConfig) -> Result<Transport, ClientError> {
         let mut roots = rustls::RootCertStore::empty();
@@ -59,12 +74,14 @@ impl Transport {
         for c in certs {
             roots.add(c).map_err(|e| ClientError::Config { detail: format!("CA certificate: {e}") })?;
         }
+        let (chain, key) = client_identity(cfg)?;
         let provider = crate::peer::tls_provider();
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| ClientError::Config { detail: e.to_string() })?
             .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| ClientError::Config { detail: format!("client certificate: {e}") })?;
         tls.alpn_protocols = vec![ALPN.to_vec()];
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
             .map_err(|e| ClientError::Config { detail: e.to_string() })?;

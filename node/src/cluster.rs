@@ -35,6 +35,32 @@ pub enum MapStateError {
         /// What differs.
         detail: String,
     },
+    /// A pushed map jumps too far ahead.
+    #[error(
+        "pushed map epoch {pushed} is more than {max} ahead of the node's epoch {current}: a map change raises \
+         the epoch by one (push a map with epoch {current} + 1)"
+    )]
+    TooFar {
+        /// Pushed epoch.
+        pushed: u64,
+        /// Current epoch.
+        current: u64,
+        /// The bound.
+        max: u64,
+    },
+    /// Two different maps with one epoch.
+    #[error(
+        "two different maps have epoch {epoch}: this node's (postcard crc32c {held:08x}) and the pushed one \
+         (crc32c {pushed:08x}); make the intended change with a higher epoch"
+    )]
+    Conflict {
+        /// The epoch.
+        epoch: u64,
+        /// crc32c of the node's map encoding.
+        held: u32,
+        /// crc32c of the other map's encoding.
+        pushed: u32,
+    },
     /// A pushed map is not newer.
     #[error("pushed map epoch {pushed} is not newer than the node's epoch {current}")]
     NotNewer {
@@ -150,13 +176,28 @@ impl MapState {
         Ok(())
     }
 
-    /// Adopt a newer map (from SetMap): validate, check it still describes
-    /// this node, write it to the map file, then publish it.
-    pub fn install(&self, bytes: &[u8]) -> Result<u64, MapStateError> {
+    /// Adopt a newer map: validate, check it still describes this node,
+    /// write it to the map file, then publish it. The same map again is
+    /// a no-op; another map with the node's epoch is refused, naming both.
+    /// A `pushed` map (SetMap) may be at most `MAP_EPOCH_STEP_MAX` ahead;
+    /// one learned from peers may be any newer epoch.
+    pub fn install(&self, bytes: &[u8], pushed: bool) -> Result<u64, MapStateError> {
         let map = ClusterMap::from_postcard(bytes)?;
         let current = self.epoch();
-        if map.epoch <= current {
+        if map.epoch == current {
+            let held = crc32c::crc32c(&self.encoded());
+            let theirs = crc32c::crc32c(&map.to_postcard()?);
+            if held == theirs {
+                return Ok(current);
+            }
+            return Err(MapStateError::Conflict { epoch: current, held, pushed: theirs });
+        }
+        if map.epoch < current {
             return Err(MapStateError::NotNewer { pushed: map.epoch, current });
+        }
+        let max = tessera_wire::limits::MAP_EPOCH_STEP_MAX;
+        if pushed && map.epoch - current > max {
+            return Err(MapStateError::TooFar { pushed: map.epoch, current, max });
         }
         self.check_matches(&map)?;
         let pgs = self.map().placement_groups;

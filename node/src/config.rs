@@ -49,6 +49,14 @@ pub struct NodeConfig {
     /// Shard payload bytes all connections of one core may hold, MiB.
     #[serde(default = "default_payload_budget_core_mib")]
     pub payload_budget_per_core_mib: u32,
+    /// How far ahead of this node's clock a new version id may be, ms.
+    /// Version ids order versions; one from the far future would hide
+    /// every later write of its key. Ids in the past are allowed (a long
+    /// upload keeps the id it started with). Writes that keep another
+    /// region's or node's id (replication, repair) come from nodes and
+    /// are exempt.
+    #[serde(default = "default_version_skew_ms")]
+    pub version_skew_ms: u64,
     /// Storage targets.
     pub targets: Vec<TargetConfig>,
     /// Cluster map file (TOML). Without one the node serves a one-zone
@@ -56,10 +64,11 @@ pub struct NodeConfig {
     /// `tessera admin push-map` are written back to this file.
     #[serde(default)]
     pub map: Option<PathBuf>,
-    /// PEM of the CA that signed the other nodes' certificates; the node
-    /// uses it to ask its peers (the sweeper). Without it the sweeper is off.
-    #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
+    /// PEM of the region's CA. It signed the other nodes' certificates
+    /// (the node checks them when it asks its peers), and every client
+    /// certificate this node admits must chain to it: a connection without
+    /// one fails its handshake.
+    pub ca_cert: PathBuf,
     /// Name the other nodes' certificates are issued for.
     #[serde(default = "default_peer_server_name")]
     pub peer_server_name: String,
@@ -229,6 +238,9 @@ fn default_request_timeout_ms() -> u64 {
 fn default_payload_budget_connection_mib() -> u32 {
     64
 }
+fn default_version_skew_ms() -> u64 {
+    300_000
+}
 fn default_payload_budget_core_mib() -> u32 {
     512
 }
@@ -351,12 +363,6 @@ impl NodeConfig {
                     return Err(ConfigError::Invalid(format!("[[crr.peers]] region {} appears twice", p.region)));
                 }
             }
-            if self.ca_cert.is_none() {
-                return Err(ConfigError::Invalid(
-                    "[crr] needs ca_cert: the streamer reads, and the endpoint writes, through this region's nodes"
-                        .into(),
-                ));
-            }
         }
         Ok(())
     }
@@ -381,6 +387,7 @@ mod tests {
 node_name = "n1"
 tls_cert = "c.pem"
 tls_key = "k.pem"
+ca_cert = "ca.pem"
 cores = 2
 [[targets]]
 id = 0
@@ -402,7 +409,7 @@ capacity_bytes = 1073741824
     fn crr_section_parses_and_duplicate_peers_are_refused() {
         let peer =
             "[[crr.peers]]\nregion = \"r2\"\nca_cert = \"r2.pem\"\nserver_name = \"r2\"\naddrs = [\"10.0.0.1:7700\"]\n";
-        let text = format!("ca_cert = \"ca.pem\"\n{MIN}\n[crr]\ncert = \"r.pem\"\nkey = \"r.key\"\n{peer}");
+        let text = format!("{MIN}\n[crr]\ncert = \"r.pem\"\nkey = \"r.key\"\n{peer}");
         let cfg: NodeConfig = toml::from_str(&text).expect("parse");
         cfg.check().expect("valid");
         let crr = cfg.crr.expect("crr");

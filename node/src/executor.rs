@@ -66,7 +66,8 @@ pub enum StartError {
 /// Start every core of a node and wait until all are serving.
 pub fn start(cfg: NodeConfig, metrics: Arc<NodeMetrics>) -> Result<NodeHandle, StartError> {
     let cores = cfg.core_count();
-    let server_cfg = crate::tls::server_config(&cfg.tls_cert, &cfg.tls_key, cfg.streams_per_connection_max)?;
+    let server_cfg =
+        crate::tls::server_config(&cfg.tls_cert, &cfg.tls_key, &cfg.ca_cert, cfg.streams_per_connection_max)?;
     let layout: Vec<(u16, u16, Vec<TargetId>)> = (0..cores)
         .map(|c| {
             let ts = cfg.targets.iter().filter(|t| t.core == c).map(|t| TargetId(t.id)).collect();
@@ -188,6 +189,7 @@ fn core_main(
             map,
             payload_budget: tokio::sync::Semaphore::new(cfg.payload_budget_per_core_mib as usize * 1_024),
             connection_budget_kib: cfg.payload_budget_per_connection_mib.saturating_mul(1_024),
+            version_skew_ms: cfg.version_skew_ms,
         });
         tokio::task::spawn_local(update_gauges(ctx.clone(), io.clone()));
         tokio::task::spawn_local(crate::scrub::run(
@@ -195,11 +197,16 @@ fn core_main(
             cfg.scrub_mib_s,
             Duration::from_millis(cfg.scrub_pass_interval_ms),
         ));
-        match &cfg.ca_cert {
-            Some(ca) => {
+        {
+            {
                 let seed = SocketAddr::new(cfg.listen_addr, cfg.base_port);
-                let client_cfg =
-                    tessera_client::ClientConfig::new(seed.to_string(), cfg.peer_server_name.clone(), ca.clone());
+                // The node asks its peers as itself (a node principal).
+                let client_cfg = tessera_client::ClientConfig::new(
+                    seed.to_string(),
+                    cfg.peer_server_name.clone(),
+                    cfg.ca_cert.clone(),
+                )
+                .with_identity(cfg.tls_cert.clone(), cfg.tls_key.clone());
                 if core == 0 {
                     if let Err(e) = crate::crr::start(&cfg, client_cfg.clone(), ctx.map.clone(), metrics.clone()) {
                         return fail(e);
@@ -220,10 +227,6 @@ fn core_main(
                     Duration::from_millis(cfg.prepared_expiry_ms),
                 ));
             }
-            None if core == 0 => {
-                tracing::warn!("no ca_cert configured: the sweeper of abandoned writes and repair are off")
-            }
-            None => {}
         }
         tokio::task::spawn_local(serve(ctx.clone(), endpoint.clone()));
         tracing::info!(core, %local_addr, backend = io.name(), targets = ctx.engines.len(), "core serving");

@@ -155,8 +155,11 @@ fn catch_up(c: &Client, map: &crate::cluster::MapState) {
     if newest.map.epoch <= map.epoch() {
         return;
     }
-    let installed =
-        newest.map.to_postcard().map_err(|e| e.to_string()).and_then(|b| map.install(&b).map_err(|e| e.to_string()));
+    let installed = newest
+        .map
+        .to_postcard()
+        .map_err(|e| e.to_string())
+        .and_then(|b| map.install(&b, false).map_err(|e| e.to_string()));
     match installed {
         Ok(epoch) => tracing::info!(epoch, "took a newer cluster map from the region"),
         // Raced with a push, or a map that no longer describes this node

@@ -15,7 +15,7 @@ use tessera_wire::limits::BODY_BYTES_MAX;
 use tessera_wire::repair::PgDigestOk;
 use tessera_wire::{
     decode_request, encode_frame, CommitOk, CoreStatus, DeleteOk, ErrorBody, ErrorCode, FrameHeader, GetShardOk, MapOk,
-    NodeStatusOk, Opcode, PutShardOk, Request, Response, TargetId, TargetStatus, FRAME_HEADER_LEN,
+    NodeStatusOk, Opcode, Principal, PutShardOk, Request, Response, TargetId, TargetStatus, FRAME_HEADER_LEN,
 };
 
 use crate::engine::{Engine, EngineError};
@@ -42,6 +42,8 @@ pub(crate) struct CoreCtx {
     pub(crate) payload_budget: tokio::sync::Semaphore,
     /// Payload memory one connection may hold, KiB.
     pub(crate) connection_budget_kib: u32,
+    /// How far ahead of this node's clock a new version id may be, ms.
+    pub(crate) version_skew_ms: u64,
 }
 
 /// Most payload bytes a stream reads before it holds budget: what a
@@ -53,6 +55,9 @@ const FIRST_READ_BYTES_MAX: usize = 64 * 1_024;
 fn payload_kib(len: usize) -> u32 {
     u32::try_from((len + ALIGN_BYTES).div_ceil(1_024)).unwrap_or(u32::MAX)
 }
+
+/// QUIC application close code for a certificate that names no principal.
+const CLOSE_NO_PRINCIPAL: u32 = 0x10;
 
 /// Accept connections forever on this core's endpoint.
 pub(crate) async fn serve(ctx: Rc<CoreCtx>, endpoint: quinn::Endpoint) {
@@ -66,12 +71,24 @@ pub(crate) async fn serve(ctx: Rc<CoreCtx>, endpoint: quinn::Endpoint) {
                     return;
                 }
             };
+            // Who is asking: the principal the client certificate names
+            // (the handshake already proved it chains to the region's CA).
+            let who = match crate::tls::principal_of(&conn) {
+                Ok(p) => Rc::new(p),
+                Err(why) => {
+                    tracing::warn!(remote = %conn.remote_address(), %why, "connection refused");
+                    let reason = format!("refused: {why}");
+                    conn.close(CLOSE_NO_PRINCIPAL.into(), reason.as_bytes());
+                    return;
+                }
+            };
+            tracing::debug!(remote = %conn.remote_address(), principal = %who, "connection admitted");
             // This connection's share of payload memory.
             let budget = Rc::new(tokio::sync::Semaphore::new(ctx.connection_budget_kib as usize));
             loop {
                 match conn.accept_bi().await {
                     Ok((send, recv)) => {
-                        tokio::task::spawn_local(handle_stream(ctx.clone(), budget.clone(), send, recv));
+                        tokio::task::spawn_local(handle_stream(ctx.clone(), who.clone(), budget.clone(), send, recv));
                     }
                     Err(e) => {
                         tracing::debug!(remote = %conn.remote_address(), error = %e, "connection closed");
@@ -129,6 +146,7 @@ struct Served {
 
 async fn handle_stream(
     ctx: Rc<CoreCtx>,
+    who: Rc<Principal>,
     budget: Rc<tokio::sync::Semaphore>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
@@ -136,7 +154,7 @@ async fn handle_stream(
     let core = &ctx.metrics.cores[ctx.core as usize];
     core.requests_in_flight.fetch_add(1, Relaxed);
     let start = Instant::now();
-    let served = tokio::time::timeout(ctx.request_timeout, serve_one(&ctx, &budget, &mut send, &mut recv)).await;
+    let served = tokio::time::timeout(ctx.request_timeout, serve_one(&ctx, &who, &budget, &mut send, &mut recv)).await;
     core.requests_in_flight.fetch_sub(1, Relaxed);
     match served {
         Ok(Some(s)) => core.ops[s.op].record(start.elapsed(), s.ok, s.bytes_in, s.bytes_out),
@@ -179,6 +197,7 @@ async fn bad_frame(
 #[allow(clippy::result_large_err)]
 async fn serve_one(
     ctx: &CoreCtx,
+    who: &Principal,
     budget: &tokio::sync::Semaphore,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
@@ -205,7 +224,7 @@ async fn serve_one(
         bad_frame(ctx, send, recv, request_id, format!("frame body truncated: expected {body_len} bytes: {e}")).await;
         return None;
     }
-    let request = match decode_request(opcode, &body) {
+    let mut request = match decode_request(opcode, &body) {
         Ok(r) => r,
         Err(e) => {
             bad_frame(ctx, send, recv, request_id, e.to_string()).await;
@@ -213,6 +232,18 @@ async fn serve_one(
         }
     };
     let payload_len = header.payload_len.get();
+    let verdict =
+        crate::authz::authorize(who, &mut request).map_err(|why| (ErrorCode::AccessDenied, why)).and_then(|()| {
+            crate::authz::vouch_version(who, &request, crate::engine::now_ms(), ctx.version_skew_ms)
+                .map_err(|why| (ErrorCode::BadRequest, why))
+        });
+    if let Err((code, why)) = verdict {
+        if payload_len > 0 {
+            let _ = recv.stop(4u8.into());
+        }
+        reply(ctx, send, request_id, &error_response(code, why), &[]).await;
+        return Some(Served { op: 7, ok: false, bytes_in: 0, bytes_out: 0 });
+    }
     let node_epoch = ctx.map.epoch();
     let request_epoch = header.map_epoch.get();
     let map_free = matches!(
@@ -407,7 +438,7 @@ async fn serve_one(
                 .await;
                 return None;
             }
-            match ctx.map.install(&bytes) {
+            match ctx.map.install(&bytes, true) {
                 Ok(epoch) => Response::MapOk(MapOk { epoch }),
                 Err(e) => error_response(ErrorCode::BadRequest, e),
             }

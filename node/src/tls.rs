@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tessera_wire::{Principal, Role};
 
 /// ALPN protocol id both sides require.
 pub const ALPN: &[u8] = b"tessera/1";
@@ -27,21 +28,34 @@ pub enum TlsError {
     Config(String),
 }
 
-/// A quinn server config with this node's certificate.
-pub fn server_config(cert: &Path, key: &Path, streams_max: u32) -> Result<quinn::ServerConfig, TlsError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| TlsError::Pem { what: "certificate", path: cert.display().to_string(), detail: e.to_string() })?;
+/// A quinn server config with this node's certificate that admits only
+/// clients whose certificate chains to `client_ca` (the region's CA): the
+/// handshake itself fails without one, so no request of a stranger is
+/// ever decoded.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+    streams_max: u32,
+) -> Result<quinn::ServerConfig, TlsError> {
+    let chain = load_chain(cert)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem {
         what: "private key",
         path: key.display().to_string(),
         detail: e.to_string(),
     })?;
     let provider = tessera_client::tls_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_chain(client_ca)? {
+        roots.add(c).map_err(|e| TlsError::Config(format!("client CA {}: {e}", client_ca.display())))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| TlsError::Config(format!("client certificate verifier ({}): {e}", client_ca.display())))?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
@@ -50,6 +64,23 @@ pub fn server_config(cert: &Path, key: &Path, streams_max: u32) -> Result<quinn:
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
     cfg.transport_config(Arc::new(transport(streams_max)));
     Ok(cfg)
+}
+
+/// The principal a verified connection's client certificate names (see
+/// [`tessera_wire::Principal`] for the encoding), or why it names none.
+pub fn principal_of(conn: &quinn::Connection) -> Result<Principal, String> {
+    let chain = conn
+        .peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or_else(|| "the connection presented no client certificate".to_string())?;
+    let end = chain.first().ok_or_else(|| "the client certificate chain is empty".to_string())?;
+    principal_of_cert(end)
+}
+
+/// The principal one certificate names.
+pub fn principal_of_cert(cert: &CertificateDer<'_>) -> Result<Principal, String> {
+    let parsed = webpki::EndEntityCert::try_from(cert).map_err(|e| format!("client certificate unreadable: {e}"))?;
+    Principal::from_uris(parsed.valid_uri_names()).map_err(|e| e.to_string())
 }
 
 /// Who may replicate into this region: one trust store per peer region.
@@ -152,7 +183,7 @@ pub fn write_dev_region_certs(dir: &Path, region: &str) -> Result<(), DevCertErr
     let cert = params.signed_by(&key, &issuer)?;
     std::fs::write(dir.join("ca.pem"), ca.pem())?;
     std::fs::write(dir.join("region.pem"), cert.pem())?;
-    std::fs::write(dir.join("region.key"), key.serialize_pem())?;
+    write_private(&dir.join("region.key"), &key.serialize_pem())?;
     Ok(())
 }
 
@@ -183,26 +214,107 @@ pub enum DevCertError {
     Io(#[from] std::io::Error),
 }
 
-/// Write a throwaway CA (`ca.pem`) and a node certificate for localhost and
-/// 127.0.0.1 (`node.pem`, `node.key`) into `dir`, for `tessera dev` and tests.
-/// Existing files are kept. Never use these for a real deployment.
+/// The dev CA's distinguished name; the CA is rebuilt from it and its
+/// stored key to issue more identities later.
+fn dev_ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.distinguished_name.push(rcgen::DnType::CommonName, "tessera dev CA");
+    Ok(p)
+}
+
+/// Write a private key file readable by its owner only.
+pub fn write_private(path: &Path, pem: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(pem.as_bytes())
+}
+
+/// Files [`write_dev_certs`] writes; all present means nothing is redone.
+const DEV_FILES: [&str; 8] =
+    ["ca.pem", "ca.key", "node.pem", "node.key", "admin.pem", "admin.key", "user.pem", "user.key"];
+
+/// Principal of the dev admin identity (`admin.pem`).
+pub const DEV_ADMIN: &str = "admin";
+/// Principal of the dev user identity (`user.pem`).
+pub const DEV_USER: &str = "dev";
+/// Principal of the dev nodes (they share `node.pem`).
+pub const DEV_NODE: &str = "dev-node";
+
+/// Write a throwaway CA (`ca.pem`, `ca.key`), a node certificate for
+/// localhost and 127.0.0.1 (`node.pem`, `node.key`; principal
+/// `node:dev-node`), and client identities for an admin (`admin.pem`,
+/// `admin.key`) and a user (`user.pem`, `user.key`) into `dir`, for
+/// `tessera dev` and tests. Keys are mode 0600. Existing files are kept
+/// when all are there. Never use these for a real deployment.
 pub fn write_dev_certs(dir: &Path) -> Result<(), DevCertError> {
     std::fs::create_dir_all(dir)?;
-    if dir.join("ca.pem").exists() && dir.join("node.pem").exists() && dir.join("node.key").exists() {
+    if DEV_FILES.iter().all(|f| dir.join(f).exists()) {
         return Ok(());
     }
     let ca_key = rcgen::KeyPair::generate()?;
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "tessera dev CA");
-    let ca = ca_params.self_signed(&ca_key)?;
-    let node_key = rcgen::KeyPair::generate()?;
-    let mut node_params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-    node_params.distinguished_name.push(rcgen::DnType::CommonName, "tessera dev node");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let node = node_params.signed_by(&node_key, &issuer)?;
+    let ca = dev_ca_params()?.self_signed(&ca_key)?;
     std::fs::write(dir.join("ca.pem"), ca.pem())?;
-    std::fs::write(dir.join("node.pem"), node.pem())?;
-    std::fs::write(dir.join("node.key"), node_key.serialize_pem())?;
+    write_private(&dir.join("ca.key"), &ca_key.serialize_pem())?;
+    let issuer = rcgen::Issuer::new(dev_ca_params()?, ca_key);
+    let node = Principal { role: Role::Node, name: DEV_NODE.into() };
+    let hosts = ["localhost".to_string(), "127.0.0.1".to_string()];
+    issue(&issuer, &node, &hosts, &dir.join("node.pem"), &dir.join("node.key"))?;
+    let admin = Principal { role: Role::Admin, name: DEV_ADMIN.into() };
+    issue(&issuer, &admin, &[], &dir.join("admin.pem"), &dir.join("admin.key"))?;
+    let user = Principal { role: Role::User, name: DEV_USER.into() };
+    issue(&issuer, &user, &[], &dir.join("user.pem"), &dir.join("user.key"))?;
+    Ok(())
+}
+
+/// Issue a client certificate for `who` with the dev CA kept in `ca_dir`
+/// (by [`write_dev_certs`]).
+pub fn issue_dev_identity(ca_dir: &Path, who: &Principal, cert: &Path, key: &Path) -> Result<(), DevCertError> {
+    issue_dev_cert(ca_dir, &[who.uri()], cert, key)
+}
+
+/// Issue a client certificate with exactly these URI SANs (any, or none:
+/// tests use it for certificates that must be refused) with the dev CA
+/// kept in `ca_dir`.
+pub fn issue_dev_cert(ca_dir: &Path, uris: &[String], cert: &Path, key: &Path) -> Result<(), DevCertError> {
+    let pem = std::fs::read_to_string(ca_dir.join("ca.key"))?;
+    let ca_key = rcgen::KeyPair::from_pem(&pem)?;
+    let issuer = rcgen::Issuer::new(dev_ca_params()?, ca_key);
+    issue_uris(&issuer, uris, &[], cert, key)
+}
+
+fn issue(
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+    who: &Principal,
+    hosts: &[String],
+    cert: &Path,
+    key: &Path,
+) -> Result<(), DevCertError> {
+    issue_uris(issuer, &[who.uri()], hosts, cert, key)
+}
+
+fn issue_uris(
+    issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+    uris: &[String],
+    hosts: &[String],
+    cert: &Path,
+    key: &Path,
+) -> Result<(), DevCertError> {
+    let k = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(hosts.to_vec())?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, format!("tessera {}", uris.join(" ")));
+    for u in uris {
+        params.subject_alt_names.push(rcgen::SanType::URI(rcgen::string::Ia5String::try_from(u.as_str())?));
+    }
+    params.extended_key_usages = if hosts.is_empty() {
+        vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth]
+    } else {
+        vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth]
+    };
+    let c = params.signed_by(&k, issuer)?;
+    std::fs::write(cert, c.pem())?;
+    write_private(key, &k.serialize_pem())?;
     Ok(())
 }

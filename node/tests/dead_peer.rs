@@ -26,5 +26,11 @@ async fn a_killed_node_is_noticed_by_silence() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     node.kill();
     let err = tokio::time::timeout(Duration::from_secs(30), writer).await.expect("writer stuck").unwrap();
-    assert!(err.contains("no packet from the node"), "the write failed another way: {err}");
+    // Either an open connection went silent, or a lane that had to connect
+    // after the kill met the handshake deadline: both name the cause and
+    // come long before quinn's idle timeout would.
+    assert!(
+        err.contains("no packet from the node") || err.contains("no handshake within"),
+        "the write failed another way: {err}"
+    );
 }

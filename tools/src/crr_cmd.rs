@@ -69,7 +69,9 @@ fn ops_name(ops: CrrOps) -> &'static str {
 }
 
 async fn push(c: &Client, map: &mut tessera_wire::ClusterMap) -> Result<(), ClientError> {
-    map.epoch += 1;
+    map.epoch = map.epoch.checked_add(1).ok_or_else(|| ClientError::Config {
+        detail: format!("the map's epoch {} cannot rise any further", map.epoch),
+    })?;
     map.validate()?;
     let report = c.push_map(map).await?;
     println!("{}", report.summary(map.epoch));

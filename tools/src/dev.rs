@@ -282,19 +282,28 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs, region: &str, port_offset: 
             std::fs::write(nd.join("node.toml"), s)?;
         }
     }
-    std::fs::write(
-        dir.join("client.toml"),
-        format!(
-            "# Written by `tessera dev`. Use with `tessera --config {}` or TESSERA_CONFIG.\n\
-             # Seeds in every zone, tried concurrently: a client starts while any zone is down.\n\
-             region = \"{region}\"\nendpoints = [{}]\nserver_name = \"localhost\"\nca_cert = \"{}\"\n\
-             # The last good cluster map, for when every seed is down.\nmap_cache_dir = \"{}\"\n",
-            dir.join("client.toml").display(),
-            seed_list(&map).iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", "),
-            dir.join("tls/ca.pem").display(),
-            dir.join("client-cache").display()
-        ),
-    )?;
+    let seeds = seed_list(&map).iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+    for (file, who, identity) in [
+        ("client.toml", "the user \"dev\"", "user"),
+        ("admin.toml", "the admin \"admin\" (operator commands)", "admin"),
+    ] {
+        std::fs::write(
+            dir.join(file),
+            format!(
+                "# Written by `tessera dev`. Use with `tessera --config {}` or TESSERA_CONFIG.\n\
+                 # Acts as {who}: nodes authorize every request from this certificate.\n\
+                 # Seeds in every zone, tried concurrently: a client starts while any zone is down.\n\
+                 region = \"{region}\"\nendpoints = [{seeds}]\nserver_name = \"localhost\"\nca_cert = \"{}\"\n\
+                 cert = \"{}\"\nkey = \"{}\"\n\
+                 # The last good cluster map, for when every seed is down.\nmap_cache_dir = \"{}\"\n",
+                dir.join(file).display(),
+                dir.join("tls/ca.pem").display(),
+                dir.join(format!("tls/{identity}.pem")).display(),
+                dir.join(format!("tls/{identity}.key")).display(),
+                dir.join("client-cache").display()
+            ),
+        )?;
+    }
     Ok(map)
 }
 
@@ -691,6 +700,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  tessera dev stop-zone --dir {} {zone}     # power-cut a zone; reads go on", dir.display());
     println!("  tessera get photos/some-file ./copy");
     println!("  tessera dev start-zone --dir {} {zone}", dir.display());
+    println!(
+        "  tessera --config {} repair status    # operator commands act as the admin (client.toml is a user)",
+        dir.join("admin.toml").display()
+    );
     if args.exit_after_demo {
         stop(&dir, &map);
         println!("stopped");

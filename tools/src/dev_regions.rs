@@ -214,7 +214,10 @@ pub(crate) async fn run(args: &DevArgs, dir: &Path, n: usize, signals: &mut crat
     println!("\nTry it (in another shell):");
     println!("  tessera --config {} put ./some-file demo/some-file", dirs[0].join("client.toml").display());
     println!("  tessera --config {} ls demo", dirs[1].join("client.toml").display());
-    println!("  tessera --config {} crr status", dirs[0].join("client.toml").display());
+    println!(
+        "  tessera --config {} crr status    # operator commands use admin.toml",
+        dirs[0].join("admin.toml").display()
+    );
     println!("  tessera dev cut-link --dir {}    # partition the regions; heal-link to heal", dir.display());
     if args.exit_after_demo {
         stop(&dirs);

@@ -323,7 +323,7 @@ async fn zone_fault_under_load(fault: Fault, offset: u8) {
         restored.elapsed().as_secs_f64(),
         took.as_secs_f64()
     );
-    println!("{}", region.cli(&["repair", "status"]));
+    println!("{}", region.admin_cli(&["repair", "status"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,7 +445,7 @@ async fn bitrot_is_read_around_found_by_the_scrubber_and_repaired() {
             }
         }
     }
-    let status = region.cli(&["repair", "status"]);
+    let status = region.admin_cli(&["repair", "status"]);
     println!("{status}");
     for (key, _, _, data, _) in &victims {
         let got = c.get(BUCKET, key, GetOptions::default()).await.unwrap().bytes().await.unwrap();
@@ -470,11 +470,11 @@ async fn repair_converges_through_node_crashes() {
         assert!(r.degraded, "{key}: z3 is down, the write must be degraded");
         acked.insert(key, (0u64, r.version));
     }
-    println!("{}", region.cli(&["repair", "rate", "1"]));
+    println!("{}", region.admin_cli(&["repair", "rate", "1"]));
     region.start_zone("z3");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let status = region.cli(&["repair", "status"]);
+        let status = region.admin_cli(&["repair", "status"]);
         let total = status.lines().find(|l| l.starts_with("total")).unwrap_or_default().to_string();
         let done: f64 = total.split_whitespace().nth(6).and_then(|v| v.parse().ok()).unwrap_or(0.0);
         if done > 0.0 {
@@ -494,7 +494,7 @@ async fn repair_converges_through_node_crashes() {
     // The restarted nodes come back at their configured rate; raise the
     // others again too.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    println!("{}", region.cli(&["repair", "rate", "64"]));
+    println!("{}", region.admin_cli(&["repair", "rate", "64"]));
     let took = await_full_redundancy(&c, &acked, Duration::from_secs(180)).await;
     println!("full redundancy {:.1} s after the crashes", took.as_secs_f64() + 4.0);
     for key in acked.keys() {
@@ -530,7 +530,7 @@ async fn a_replaced_disk_is_refilled_by_repair() {
     // says repair has caught up, every copy must be back, with no waiting.
     let wait = tessera()
         .arg("--config")
-        .arg(region.dir.join("client.toml"))
+        .arg(region.dir.join("admin.toml"))
         .args(["repair", "wait", "--timeout-s", "180"])
         .output()
         .unwrap();
@@ -542,7 +542,7 @@ async fn a_replaced_disk_is_refilled_by_repair() {
     }
     let took = await_full_redundancy(&c, &acked, Duration::from_secs(180)).await;
     println!("a node with {removed} files wiped was refilled in {:.1} s", took.as_secs_f64());
-    println!("{}", region.cli(&["repair", "status"]));
+    println!("{}", region.admin_cli(&["repair", "status"]));
     for (key, (len, _)) in &acked {
         let got = c.get(BUCKET, key, GetOptions::default()).await.unwrap().bytes().await.unwrap();
         assert!(got == content(key, *len as usize), "{key}");
@@ -558,9 +558,10 @@ async fn a_node_restarted_with_an_old_map_catches_up_by_itself() {
     let region = Region::new("oldmap", port_base(26), &["--repair-interval-ms", "1000"]);
     let c = region.client(BUCKET, false).await;
     region.dev("kill-node", &["z2-n1"]);
+    let admin = region.admin().await;
     let mut map = c.view().map.clone();
     map.epoch += 1;
-    let report = c.push_map(&map).await.unwrap();
+    let report = admin.push_map(&map).await.unwrap();
     assert_eq!(report.unreachable.len(), 1, "only z2-n1 is down: {report:?}");
     // Nodes the push reaches late may have taken the map from another node
     // already: "already" counts as done.
@@ -573,7 +574,7 @@ async fn a_node_restarted_with_an_old_map_catches_up_by_itself() {
     let addr = c.node_addrs().into_iter().find(|(n, _)| n == "z2-n1").unwrap().1;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let now = c.node_status(addr).await.map(|s| s.map_epoch);
+        let now = admin.node_status(addr).await.map(|s| s.map_epoch);
         if now.as_ref().is_ok_and(|e| *e == map.epoch) {
             break;
         }

@@ -75,7 +75,16 @@ impl Regions {
 
     /// Run `tessera --config DIR/R/client.toml ARGS` and require success.
     fn cli(&self, r: &str, args: &[&str]) -> String {
-        let out = tessera().arg("--config").arg(self.region(r).join("client.toml")).args(args).output().unwrap();
+        self.cli_as(r, "client.toml", args)
+    }
+
+    /// Run an operator command as region `r`'s admin.
+    fn admin_cli(&self, r: &str, args: &[&str]) -> String {
+        self.cli_as(r, "admin.toml", args)
+    }
+
+    fn cli_as(&self, r: &str, config: &str, args: &[&str]) -> String {
+        let out = tessera().arg("--config").arg(self.region(r).join(config)).args(args).output().unwrap();
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "tessera {args:?}: {text}");
         text
@@ -236,7 +245,7 @@ async fn load(c: &Client, bucket: &str, seed: u64, tag: &str, ops: usize, limit:
 fn add_rule(r: &Regions, from: &str, id: &str, bucket: &str, to: &str, extra: &[&str]) {
     let mut args = vec!["crr", "add", "--id", id, "--bucket", bucket, "--dest-region", to, "--dest-bucket", bucket];
     args.extend_from_slice(extra);
-    let out = r.cli(from, &args);
+    let out = r.admin_cli(from, &args);
     assert!(out.contains("installed on every node"), "{out}");
 }
 
@@ -263,7 +272,7 @@ async fn steady_load_replicates_every_change_exactly() {
     let n = converge(&c1, &c2, "vers", "r1", Duration::from_secs(90)).await;
     let m = converge(&c1, &c2, "plain", "r1", Duration::from_secs(90)).await;
     println!("steady: {n} versioned and {m} unversioned versions identical in r2");
-    let status = r.cli("r1", &["crr", "status"]);
+    let status = r.admin_cli("r1", &["crr", "status"]);
     println!("{status}");
     assert!(status.contains("vers-dr") && !status.contains("last error"), "{status}");
     let stat = r.cli("r2", &["stat", "vers/probe"]);
@@ -294,12 +303,12 @@ async fn partition_between_regions_then_catch_up() {
         words.get(at).and_then(|w| w.parse().ok()).unwrap_or(0)
     };
     let early = load(&c1, "part", seed ^ 5, "early", 100_000, Duration::from_secs(3)).await;
-    let status = r.cli("r1", &["crr", "status"]);
+    let status = r.admin_cli("r1", &["crr", "status"]);
     println!("partition: {early} operations in the first seconds of the cut\n{status}");
     assert!(pending_of(&status) > 0, "nothing pending while the link is cut:\n{status}");
     assert!(!status.contains("trust store"), "a partition blamed on the trust store:\n{status}");
     let n = load(&c1, "part", seed ^ 3, "during", 100_000, Duration::from_secs(27)).await;
-    let status = r.cli("r1", &["crr", "status"]);
+    let status = r.admin_cli("r1", &["crr", "status"]);
     println!("partition: {n} more operations while cut\n{status}");
     assert!(pending_of(&status) > 0, "nothing pending while the link is cut:\n{status}");
     assert!(!status.contains("trust store"), "a partition blamed on the trust store:\n{status}");
@@ -437,7 +446,7 @@ async fn backfill_copies_existing_objects_to_100_percent() {
     let total = converge(&c1, &c2, "old", "r1", Duration::from_secs(120)).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let status = r.cli("r1", &["crr", "status"]);
+        let status = r.admin_cli("r1", &["crr", "status"]);
         if status.lines().any(|l| l.starts_with("old-dr") && l.contains("100.0%")) {
             println!("backfill: {n} operations before the rule, {total} versions copied\n{status}");
             break;

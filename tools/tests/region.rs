@@ -263,7 +263,7 @@ async fn versioned_buckets_and_epoch_changes_under_load() {
         ports: vec![7_400],
         targets: vec![tessera_wire::MapTarget { id: tessera_wire::TargetId(999), core: 0, capacity_bytes: 0 }],
     });
-    let admin = region.client("vers", true).await;
+    let admin = region.admin().await;
     let report = admin.push_map(&map).await.unwrap();
     assert_eq!(report.unreachable.len(), 1, "only the joining node (not running) is not reached: {report:?}");
     // A node the push reaches late may have taken the map from another

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod map;
 mod message;
 pub mod placement;
+mod principal;
 pub mod quorum;
 pub mod repair;
 pub mod stripe;
@@ -35,6 +36,7 @@ pub use message::{
     Response, SetMap, StorageClass, TargetStatus,
 };
 pub use placement::{object_hash, Placement, PlacementViolation};
+pub use principal::{valid_principal_name, Principal, PrincipalError, Role, PRINCIPAL_NAME_MAX, PRINCIPAL_URI_PREFIX};
 pub use quorum::{bucket_rule_holds, Geometry, ShardState, WriteStep, WriteTracker};
 pub use validate::{validate_bucket_name, validate_key, validate_new_bucket_name, ValidationError};
 pub use version::{Hlc, VersionId};

@@ -61,3 +61,9 @@ const _: () = assert!(BODY_BYTES_MAX as usize > 2 * (KEY_BYTES_MAX + USER_META_B
 const _: () =
     assert!(BODY_BYTES_MAX as usize > BUCKET_LIST_MAX as usize * (BUCKET_NAME_BYTES_MAX + OWNER_BYTES_MAX + 32));
 const _: () = assert!(SHARD_BYTES_MAX.is_multiple_of(4_096));
+
+/// How far a pushed cluster map's epoch may exceed the node's. A map from
+/// the far future (epoch 2^64-1) would outrank every later push; an
+/// operator's change raises the epoch by one. A node catching up from its
+/// peers (it was down while maps changed) is not bounded by this.
+pub const MAP_EPOCH_STEP_MAX: u64 = 1_000;

@@ -439,6 +439,8 @@ pub enum ErrorCode {
     NodeBehind,
     /// The version was purged here and cannot be written again.
     VersionPurged,
+    /// The connection's principal may not make this request.
+    AccessDenied,
 }
 
 /// Error response body.

@@ -62,7 +62,7 @@ fn pct(mut v: Vec<f64>) -> String {
 }
 
 async fn connect(dir: &std::path::Path, region: &str) -> anyhow::Result<Client> {
-    Ok(Client::connect(ClientConfig::load(&dir.join(region).join("client.toml"))?).await?)
+    Ok(Client::connect(ClientConfig::load(&dir.join(region).join("admin.toml"))?).await?)
 }
 
 fn dev(args: &Args, what: &str) -> anyhow::Result<()> {

@@ -18,14 +18,17 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(
         dir.join("node.toml"),
         format!(
-            "node_name = \"bench\"\nbase_port = {port}\ncores = 1\nmetrics_addr = \"\"\ntls_cert = \"{0}/tls/node.pem\"\ntls_key = \"{0}/tls/node.key\"\n\
+            "node_name = \"bench\"\nbase_port = {port}\ncores = 1\nmetrics_addr = \"\"\ntls_cert = \"{0}/tls/node.pem\"\ntls_key = \"{0}/tls/node.key\"\nca_cert = \"{0}/tls/ca.pem\"\n\
              [[targets]]\nid = 0\ncore = 0\npath = \"{0}/t0.dat\"\ncapacity_bytes = 1073741824\n",
             dir.display()
         ),
     )?;
     std::fs::write(
         dir.join("client.toml"),
-        format!("endpoint = \"127.0.0.1:{port}\"\nca_cert = \"{}/tls/ca.pem\"\n", dir.display()),
+        format!(
+            "endpoint = \"127.0.0.1:{port}\"\nca_cert = \"{0}/tls/ca.pem\"\ncert = \"{0}/tls/user.pem\"\nkey = \"{0}/tls/user.key\"\n",
+            dir.display()
+        ),
     )?;
     let cfg = tessera_node::NodeConfig::load(&dir.join("node.toml"))?;
     let node = tessera_node::start(cfg, tessera_node::metrics::NodeMetrics::new("bench", 1, &[0]))?;
@@ -57,7 +60,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn plain_quinn(dir: &std::path::Path) -> anyhow::Result<f64> {
-    let server_cfg = tessera_node::tls::server_config(&dir.join("tls/node.pem"), &dir.join("tls/node.key"), 16)?;
+    let server_cfg = tessera_node::tls::server_config(
+        &dir.join("tls/node.pem"),
+        &dir.join("tls/node.key"),
+        &dir.join("tls/ca.pem"),
+        16,
+    )?;
     let server = quinn::Endpoint::server(server_cfg, "127.0.0.1:0".parse()?)?;
     let addr = server.local_addr()?;
     tokio::spawn(async move {
@@ -77,7 +85,10 @@ async fn plain_quinn(dir: &std::path::Path) -> anyhow::Result<f64> {
     let mut tls = rustls::ClientConfig::builder_with_provider(tessera_client::tls_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_client_auth_cert(
+            tessera_client::load_certs(&dir.join("tls/user.pem"))?,
+            tessera_client::load_key(&dir.join("tls/user.key"))?,
+        )?;
     tls.alpn_protocols = vec![b"tessera/1".to_vec()];
     let mut cc = quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls)?));
     cc.transport_config(Arc::new(tessera_node::tls::transport(16)));

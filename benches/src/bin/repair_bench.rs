@@ -98,7 +98,8 @@ fn dev(a: &Args, what: &str) -> anyhow::Result<()> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let c = Client::connect(ClientConfig::load(&a.dir.join("client.toml"))?).await?;
+    // Repair status and rate are operator requests: act as the admin.
+    let c = Client::connect(ClientConfig::load(&a.dir.join("admin.toml"))?).await?;
     c.create_bucket("rbench", Default::default()).await?;
     let groups = c.view().placement.groups();
     println!("foreground before the outage: {}", measure_foreground(&c, 10).await);

@@ -90,8 +90,10 @@ pub fn write_configs(dir: &Path, port: u16, o: &NodeOpts) {
     std::fs::write(
         dir.join("client.toml"),
         format!(
-            "endpoint = \"127.0.0.1:{port}\"\nca_cert = \"{}\"\nrequest_timeout_ms = 10000\n",
-            dir.join("tls/ca.pem").display()
+            "endpoint = \"127.0.0.1:{port}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nrequest_timeout_ms = 10000\n",
+            dir.join("tls/ca.pem").display(),
+            dir.join("tls/admin.pem").display(),
+            dir.join("tls/admin.key").display()
         ),
     )
     .unwrap();
@@ -176,21 +178,41 @@ pub fn content(key: &str, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// A bare QUIC connection to a node's core, for sending hand-made frames.
+/// A bare QUIC connection to a node's core, for sending hand-made frames,
+/// as the dev admin.
 pub async fn raw_connection(dir: &std::path::Path, port: u16) -> quinn::Connection {
+    raw_connection_as(dir, port, Some((&dir.join("tls/admin.pem"), &dir.join("tls/admin.key"))))
+        .await
+        .expect("connect as the dev admin")
+}
+
+/// A bare QUIC connection presenting `identity` (certificate and key
+/// files), or no client certificate at all.
+pub async fn raw_connection_as(
+    dir: &std::path::Path,
+    port: u16,
+    identity: Option<(&Path, &Path)>,
+) -> Result<quinn::Connection, quinn::ConnectionError> {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pki_types::CertificateDer::pem_file_iter(dir.join("tls/ca.pem")).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
     let provider = tessera_client::tls_provider();
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut tls = match identity {
+        Some((cert, key)) => {
+            let chain = rustls_pki_types::CertificateDer::pem_file_iter(cert).unwrap().map(|c| c.unwrap()).collect();
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+            tls.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => tls.with_no_client_auth(),
+    };
     tls.alpn_protocols = vec![b"tessera/1".to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
-    ep.connect(format!("127.0.0.1:{port}").parse().unwrap(), "localhost").unwrap().await.unwrap()
+    ep.connect(format!("127.0.0.1:{port}").parse().unwrap(), "localhost").unwrap().await
 }

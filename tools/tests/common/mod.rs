@@ -104,8 +104,20 @@ impl Region {
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     }
 
+    /// Run a `tessera` operator command (repair, replication rules, maps)
+    /// as the region's admin.
+    pub(crate) fn admin_cli(&self, args: &[&str]) -> String {
+        let out = tessera().arg("--config").arg(self.dir.join("admin.toml")).args(args).output().unwrap();
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    }
+
     pub(crate) fn client_config(&self) -> ClientConfig {
         ClientConfig::load(&self.dir.join("client.toml")).unwrap()
+    }
+
+    /// A client acting as the region's admin.
+    pub(crate) async fn admin(&self) -> Client {
+        Client::connect(ClientConfig::load(&self.dir.join("admin.toml")).unwrap()).await.unwrap()
     }
 
     /// Connect once every node answers (bucket creation reaches all targets).
