@@ -169,6 +169,8 @@ async fn status(c: &Client, map: &tessera_wire::ClusterMap) -> Result<bool, Clie
                     per_rule.entry(r.rule.clone()).or_default().push(r);
                 }
             }
+            // The identity, not the node: every node would say the same.
+            Err(e @ ClientError::AccessDenied { .. }) => return Err(e),
             Err(e) => {
                 all_ok = false;
                 println!("{name}: no answer: {e}");

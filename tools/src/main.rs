@@ -27,6 +27,7 @@ mod exit {
     pub(crate) const CORRUPT: u8 = 4;
     pub(crate) const UNREACHABLE: u8 = 5;
     pub(crate) const FULL: u8 = 6;
+    pub(crate) const DENIED: u8 = 7;
 }
 
 #[derive(Parser)]
@@ -175,6 +176,7 @@ impl CliError {
                 ClientError::Connection { .. } | ClientError::Timeout { .. } | ClientError::Unavailable { .. },
             ) => exit::UNREACHABLE,
             CliError::Client(ClientError::TargetFull { .. }) => exit::FULL,
+            CliError::Client(ClientError::AccessDenied { .. }) => exit::DENIED,
             _ => exit::ERROR,
         }
     }
@@ -503,6 +505,14 @@ fn human_bytes(n: u64) -> String {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`tessera ls | head`) like other CLI
+    // tools, instead of panicking on the next print.
+    // SAFETY: restoring the default disposition of a signal at start-up,
+    // before any thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -522,6 +532,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tessera: {e}");
+            if let CliError::Client(ClientError::AccessDenied { .. }) = e {
+                eprintln!(
+                    "tessera: this config acts as the principal named above; operator commands need an admin \
+                     identity (tessera dev writes DIR/admin.toml; see docs/security.md)"
+                );
+            }
             ExitCode::from(e.code())
         }
     }

@@ -176,6 +176,8 @@ pub(crate) async fn run(c: &Client, cmd: RepairCmd) -> Result<bool, tessera_clie
         };
         match r {
             Ok(s) => rows.push(s),
+            // The identity, not the node: every node would say the same.
+            Err(e @ tessera_client::ClientError::AccessDenied { .. }) => return Err(e),
             Err(e) => {
                 all_ok = false;
                 eprintln!("{name} ({addr}): {e}");
