@@ -57,6 +57,13 @@ pub struct NodeConfig {
     /// are exempt.
     #[serde(default = "default_version_skew_ms")]
     pub version_skew_ms: u64,
+    /// Connections one principal may hold to one core (nodes exempt):
+    /// one client cannot take every slot.
+    #[serde(default = "default_connections_per_principal")]
+    pub connections_per_principal_max: u32,
+    /// Connections one core holds at most.
+    #[serde(default = "default_connections_per_core")]
+    pub connections_per_core_max: u32,
     /// Storage targets.
     pub targets: Vec<TargetConfig>,
     /// Cluster map file (TOML). Without one the node serves a one-zone
@@ -238,6 +245,12 @@ fn default_request_timeout_ms() -> u64 {
 fn default_payload_budget_connection_mib() -> u32 {
     64
 }
+fn default_connections_per_principal() -> u32 {
+    256
+}
+fn default_connections_per_core() -> u32 {
+    4_096
+}
 fn default_version_skew_ms() -> u64 {
     300_000
 }
@@ -346,6 +359,11 @@ impl NodeConfig {
                  must hold one largest shard ({shard_mib} MiB) and the core budget at least one connection's",
                 self.payload_budget_per_connection_mib, self.payload_budget_per_core_mib
             )));
+        }
+        if self.connections_per_principal_max == 0 || self.connections_per_core_max == 0 {
+            return Err(ConfigError::Invalid(
+                "connections_per_principal_max and connections_per_core_max must be positive".into(),
+            ));
         }
         if self.sweep_interval_ms == 0 {
             return Err(ConfigError::Invalid("sweep_interval_ms must be positive".into()));

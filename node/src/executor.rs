@@ -190,6 +190,10 @@ fn core_main(
             payload_budget: tokio::sync::Semaphore::new(cfg.payload_budget_per_core_mib as usize * 1_024),
             connection_budget_kib: cfg.payload_budget_per_connection_mib.saturating_mul(1_024),
             version_skew_ms: cfg.version_skew_ms,
+            admission: Rc::new(crate::admission::Admission::new(
+                cfg.connections_per_principal_max,
+                cfg.connections_per_core_max,
+            )),
         });
         tokio::task::spawn_local(update_gauges(ctx.clone(), io.clone()));
         tokio::task::spawn_local(crate::scrub::run(
@@ -197,37 +201,30 @@ fn core_main(
             cfg.scrub_mib_s,
             Duration::from_millis(cfg.scrub_pass_interval_ms),
         ));
-        {
-            {
-                let seed = SocketAddr::new(cfg.listen_addr, cfg.base_port);
-                // The node asks its peers as itself (a node principal).
-                let client_cfg = tessera_client::ClientConfig::new(
-                    seed.to_string(),
-                    cfg.peer_server_name.clone(),
-                    cfg.ca_cert.clone(),
-                )
+        let seed = SocketAddr::new(cfg.listen_addr, cfg.base_port);
+        // The node asks its peers as itself (a node principal).
+        let client_cfg =
+            tessera_client::ClientConfig::new(seed.to_string(), cfg.peer_server_name.clone(), cfg.ca_cert.clone())
                 .with_identity(cfg.tls_cert.clone(), cfg.tls_key.clone());
-                if core == 0 {
-                    if let Err(e) = crate::crr::start(&cfg, client_cfg.clone(), ctx.map.clone(), metrics.clone()) {
-                        return fail(e);
-                    }
-                    metrics.repair.update(|r| r.rate_limit_mib_s = cfg.repair_mib_s);
-                    tokio::task::spawn_local(crate::repair::run(
-                        client_cfg.clone(),
-                        cfg.node_name.clone(),
-                        metrics.clone(),
-                        ctx.map.clone(),
-                        Duration::from_millis(cfg.repair_interval_ms),
-                    ));
-                }
-                tokio::task::spawn_local(crate::sweeper::run(
-                    ctx.clone(),
-                    client_cfg,
-                    Duration::from_millis(cfg.sweep_interval_ms),
-                    Duration::from_millis(cfg.prepared_expiry_ms),
-                ));
+        if core == 0 {
+            if let Err(e) = crate::crr::start(&cfg, client_cfg.clone(), ctx.map.clone(), metrics.clone()) {
+                return fail(e);
             }
+            metrics.repair.update(|r| r.rate_limit_mib_s = cfg.repair_mib_s);
+            tokio::task::spawn_local(crate::repair::run(
+                client_cfg.clone(),
+                cfg.node_name.clone(),
+                metrics.clone(),
+                ctx.map.clone(),
+                Duration::from_millis(cfg.repair_interval_ms),
+            ));
         }
+        tokio::task::spawn_local(crate::sweeper::run(
+            ctx.clone(),
+            client_cfg,
+            Duration::from_millis(cfg.sweep_interval_ms),
+            Duration::from_millis(cfg.prepared_expiry_ms),
+        ));
         tokio::task::spawn_local(serve(ctx.clone(), endpoint.clone()));
         tracing::info!(core, %local_addr, backend = io.name(), targets = ctx.engines.len(), "core serving");
         let _ = ready.send(Ok((core, local_addr)));

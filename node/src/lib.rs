@@ -1,6 +1,7 @@
 //! The Tessera storage node: one executor thread per core, each with its own
 //! io_uring, QUIC endpoint and storage targets.
 
+mod admission;
 mod authz;
 pub mod cluster;
 pub mod config;

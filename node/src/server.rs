@@ -44,6 +44,8 @@ pub(crate) struct CoreCtx {
     pub(crate) connection_budget_kib: u32,
     /// How far ahead of this node's clock a new version id may be, ms.
     pub(crate) version_skew_ms: u64,
+    /// Connection caps and address validation of this core.
+    pub(crate) admission: Rc<crate::admission::Admission>,
 }
 
 /// Most payload bytes a stream reads before it holds budget: what a
@@ -58,13 +60,22 @@ fn payload_kib(len: usize) -> u32 {
 
 /// QUIC application close code for a certificate that names no principal.
 const CLOSE_NO_PRINCIPAL: u32 = 0x10;
+/// QUIC application close code for a connection over a cap.
+const CLOSE_TOO_MANY: u32 = 0x11;
 
 /// Accept connections forever on this core's endpoint.
 pub(crate) async fn serve(ctx: Rc<CoreCtx>, endpoint: quinn::Endpoint) {
     while let Some(incoming) = endpoint.accept().await {
+        if ctx.admission.wants_retry(incoming.remote_address_validated(), incoming.may_retry()) {
+            let _ = incoming.retry();
+            continue;
+        }
         let ctx = ctx.clone();
         tokio::task::spawn_local(async move {
-            let conn = match incoming.await {
+            let handshake = ctx.admission.handshake();
+            let connected = incoming.await;
+            drop(handshake);
+            let conn = match connected {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::debug!(error = %e, "handshake failed");
@@ -79,6 +90,14 @@ pub(crate) async fn serve(ctx: Rc<CoreCtx>, endpoint: quinn::Endpoint) {
                     tracing::warn!(remote = %conn.remote_address(), %why, "connection refused");
                     let reason = format!("refused: {why}");
                     conn.close(CLOSE_NO_PRINCIPAL.into(), reason.as_bytes());
+                    return;
+                }
+            };
+            let _ticket = match ctx.admission.admit(&who) {
+                Ok(t) => t,
+                Err(why) => {
+                    tracing::info!(remote = %conn.remote_address(), principal = %who, %why, "connection refused");
+                    conn.close(CLOSE_TOO_MANY.into(), format!("refused: {why}").as_bytes());
                     return;
                 }
             };

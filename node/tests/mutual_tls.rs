@@ -215,3 +215,36 @@ async fn strangers_are_turned_away_and_members_get_only_their_rights() {
     let got = admin.get("mine", "k", Default::default()).await.unwrap().bytes().await.unwrap();
     assert_eq!(got, b"the user's bytes");
 }
+
+/// One principal cannot take every connection slot of a core: past its
+/// cap its new connections are closed with a reason, another principal
+/// still connects, and a slot comes back when a connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_cannot_take_every_connection() {
+    let dir = TestDir::new("mtls-caps");
+    let port = common::base_port(6);
+    let opts = NodeOpts { cores: 1, extra: "connections_per_principal_max = 3\n".into(), ..NodeOpts::default() };
+    let _node = Node::start(&dir.0, port, &opts);
+    let tls = dir.0.join("tls");
+    let user = (tls.join("user.pem"), tls.join("user.key"));
+    let mut open = Vec::new();
+    for i in 0..3 {
+        let c = raw_connection_as(&dir.0, port, Some((&user.0, &user.1))).await.unwrap();
+        assert!(ask(&c, &Request::GetMap(GetMap {}), &[], 0).await.is_ok(), "connection {i} is within the cap");
+        open.push(c);
+    }
+    let fourth = refused_connection(&dir.0, port, Some((&user.0, &user.1))).await;
+    assert!(fourth.contains("user:dev holds 3 connections to this core"), "{fourth}");
+    let admin = raw_connection_as(&dir.0, port, Some((&tls.join("admin.pem"), &tls.join("admin.key")))).await.unwrap();
+    assert!(ask(&admin, &Request::GetMap(GetMap {}), &[], 0).await.is_ok(), "another principal still gets in");
+    open.pop().unwrap().close(0u8.into(), b"done");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = raw_connection_as(&dir.0, port, Some((&user.0, &user.1))).await.unwrap();
+        if ask(&c, &Request::GetMap(GetMap {}), &[], 0).await.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the closed connection's slot never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -41,6 +41,8 @@ pub struct NodeOpts {
     pub request_timeout_ms: u64,
     pub prepared_expiry_ms: u64,
     pub sweep_interval_ms: u64,
+    /// More node.toml lines (top-level settings).
+    pub extra: String,
 }
 
 impl Default for NodeOpts {
@@ -53,6 +55,7 @@ impl Default for NodeOpts {
             request_timeout_ms: 30_000,
             prepared_expiry_ms: 600_000,
             sweep_interval_ms: 30_000,
+            extra: String::new(),
         }
     }
 }
@@ -77,6 +80,7 @@ pub fn write_configs(dir: &Path, port: u16, o: &NodeOpts) {
         o.prepared_expiry_ms,
         o.sweep_interval_ms
     );
+    s.push_str(&o.extra);
     for c in 0..o.cores {
         s.push_str(&format!(
             "[[targets]]\nid = {c}\ncore = {c}\npath = \"{}\"\ncapacity_bytes = {}\nsegment_bytes = {}\ncheckpoint_interval_ms = {}\n",
