@@ -30,6 +30,12 @@ pub struct NodeConfig {
     /// Prometheus metrics listen address (HTTP `GET /metrics`). Empty string disables.
     #[serde(default = "default_metrics_addr")]
     pub metrics_addr: String,
+    /// File holding a bearer token that `GET /metrics` must present
+    /// (`Authorization: Bearer TOKEN`). Required when `metrics_addr` is not
+    /// a loopback address: metrics name buckets, rules and peers. `GET
+    /// /health` stays open (it answers only "ok", for probes).
+    #[serde(default)]
+    pub metrics_token_file: Option<PathBuf>,
     /// PEM certificate chain of this node.
     pub tls_cert: PathBuf,
     /// PEM private key of this node.
@@ -365,6 +371,16 @@ impl NodeConfig {
                 "connections_per_principal_max and connections_per_core_max must be positive".into(),
             ));
         }
+        if !self.metrics_addr.is_empty() && self.metrics_token_file.is_none() {
+            let loopback = self.metrics_addr.parse::<std::net::SocketAddr>().map(|a| a.ip().is_loopback());
+            if loopback != Ok(true) {
+                return Err(ConfigError::Invalid(format!(
+                    "metrics_addr {} is not a loopback address: set metrics_token_file (a bearer token that \
+                     GET /metrics must present) or bind 127.0.0.1",
+                    self.metrics_addr
+                )));
+            }
+        }
         if self.sweep_interval_ms == 0 {
             return Err(ConfigError::Invalid("sweep_interval_ms must be positive".into()));
         }
@@ -413,6 +429,26 @@ core = 1
 path = "/tmp/t0"
 capacity_bytes = 1073741824
 "#;
+
+    #[test]
+    fn metrics_off_loopback_need_a_token() {
+        for (addr, token, ok) in [
+            ("127.0.0.1:9400", false, true),
+            ("[::1]:9400", false, true),
+            ("10.0.0.5:9400", false, false),
+            ("0.0.0.0:9400", false, false),
+            ("10.0.0.5:9400", true, true),
+            ("", false, true),
+        ] {
+            let mut cfg: NodeConfig = toml::from_str(MIN).expect("parse");
+            cfg.metrics_addr = addr.into();
+            cfg.metrics_token_file = token.then(|| PathBuf::from("/etc/tessera/metrics.token"));
+            match cfg.check() {
+                Ok(()) => assert!(ok, "{addr} without a token was accepted"),
+                Err(e) => assert!(!ok && e.to_string().contains("metrics_token_file"), "{addr}: {e}"),
+            }
+        }
+    }
 
     #[test]
     fn defaults_fill_in() {

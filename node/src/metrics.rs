@@ -390,9 +390,40 @@ impl NodeMetrics {
     }
 }
 
+/// Read a metrics bearer token: the file's first line, at least 16
+/// characters, printable ASCII.
+pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("metrics_token_file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        anyhow::bail!(
+            "metrics_token_file {}: the token must be at least 16 printable ASCII characters on the first line",
+            path.display()
+        );
+    }
+    Ok(token)
+}
+
+/// Whether a request head carries `Authorization: Bearer TOKEN`, compared
+/// in constant time.
+fn authorized(head: &str, token: &str) -> bool {
+    let presented = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("authorization").then(|| value.trim())
+    });
+    let Some(value) = presented else { return false };
+    let Some(given) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Serve `GET /metrics` on `addr` from a small thread of its own, off the
-/// executors. Returns the bound address.
-pub fn serve(addr: &str, metrics: Arc<NodeMetrics>) -> std::io::Result<std::net::SocketAddr> {
+/// executors; with a `token`, `/metrics` answers 401 without it. Returns
+/// the bound address.
+pub fn serve(addr: &str, metrics: Arc<NodeMetrics>, token: Option<String>) -> std::io::Result<std::net::SocketAddr> {
     let listener = std::net::TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     std::thread::Builder::new().name("tessera-metrics".into()).spawn(move || {
@@ -404,7 +435,12 @@ pub fn serve(addr: &str, metrics: Arc<NodeMetrics>) -> std::io::Result<std::net:
             let n = std::io::Read::read(&mut stream, &mut req).unwrap_or(0);
             let head = String::from_utf8_lossy(&req[..n]);
             let (status, body) = if head.starts_with("GET /metrics") {
-                ("200 OK", metrics.render())
+                match &token {
+                    Some(t) if !authorized(&head, t) => {
+                        ("401 Unauthorized", "GET /metrics needs Authorization: Bearer TOKEN (metrics_token_file)\n".into())
+                    }
+                    _ => ("200 OK", metrics.render()),
+                }
             } else if head.starts_with("GET /health") {
                 ("200 OK", "ok\n".to_string())
             } else {
@@ -418,4 +454,34 @@ pub fn serve(addr: &str, metrics: Arc<NodeMetrics>) -> std::io::Result<std::net:
         }
     })?;
     Ok(local)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn get(addr: std::net::SocketAddr, path: &str, auth: Option<&str>) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// Over a real socket: /metrics answers only with the token, /health
+    /// always.
+    #[test]
+    fn metrics_need_the_token_health_does_not() {
+        let token = "0123456789abcdef-token";
+        let addr = serve("127.0.0.1:0", NodeMetrics::new("n", 1, &[0]), Some(token.into())).unwrap();
+        assert!(get(addr, "/metrics", None).starts_with("HTTP/1.1 401"));
+        assert!(get(addr, "/metrics", Some("Bearer 0123456789abcdef-tokeX")).starts_with("HTTP/1.1 401"));
+        assert!(get(addr, "/metrics", Some("Basic 0123456789abcdef-token")).starts_with("HTTP/1.1 401"));
+        let ok = get(addr, "/metrics", Some(&format!("Bearer {token}")));
+        assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("tessera_"), "{ok}");
+        assert!(get(addr, "/health", None).starts_with("HTTP/1.1 200"));
+    }
 }

@@ -9,7 +9,11 @@ pub fn run_until_signal(config: &Path) -> anyhow::Result<()> {
     let ids: Vec<u32> = cfg.targets.iter().map(|t| t.id).collect();
     let metrics = crate::metrics::NodeMetrics::new(&cfg.node_name, cfg.core_count() as usize, &ids);
     if !cfg.metrics_addr.is_empty() {
-        let addr = crate::metrics::serve(&cfg.metrics_addr, metrics.clone())
+        let token = match &cfg.metrics_token_file {
+            Some(path) => Some(crate::metrics::read_token(path)?),
+            None => None,
+        };
+        let addr = crate::metrics::serve(&cfg.metrics_addr, metrics.clone(), token)
             .map_err(|e| anyhow::anyhow!("metrics listener on {}: {e}", cfg.metrics_addr))?;
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
     }
