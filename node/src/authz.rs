@@ -14,8 +14,9 @@
 //! | PgDigest, PgList, ChangeSummary, ChangeLog,    | no            | no    | yes  | no   |
 //! | CrrCursor, CrrForget, CrrHave, CrrApply        |               |       |      |      |
 //!
-//! (1) Until ownership and ACLs are enforced (security issue, item 3), any
-//! user may commit or purge any version; that is the open gap.
+//! (1) Users and gateways act only in buckets they own (`must_own`,
+//! checked by the server against the target's bucket record); bucket ACLs
+//! and policies that would grant others are not built yet.
 //!
 //! Peer regions replicate through the replication endpoint (its own port
 //! and trust stores), never through this one. For user, gateway and admin
@@ -173,4 +174,35 @@ pub(crate) fn vouch_version(who: &Principal, req: &Request, now_ms: u64, skew_ms
         }
     }
     Ok(())
+}
+
+/// The target and bucket a request acts on, for the ownership check.
+pub(crate) fn bucket_of(req: &Request) -> Option<(tessera_wire::TargetId, &str)> {
+    match req {
+        Request::PutShard(p) => Some((p.target, &p.bucket)),
+        Request::GetShard(g) => Some((g.target, &g.bucket)),
+        Request::Head(h) => Some((h.target, &h.bucket)),
+        Request::Delete(d) => Some((d.target, &d.bucket)),
+        Request::Commit(c) => Some((c.target, &c.bucket)),
+        Request::List(l) => Some((l.target, &l.bucket)),
+        Request::ListVersions(l) => Some((l.target, &l.bucket)),
+        Request::GetBucket(g) => Some((g.target, &g.name)),
+        _ => None,
+    }
+}
+
+/// Whether `who` must own a bucket to act in it: users and gateways do
+/// (bucket ACLs and policies, which would grant others, are not built
+/// yet); admins and nodes act in every bucket.
+pub(crate) fn must_own(who: &Principal) -> bool {
+    matches!(who.role, Role::User | Role::Gateway)
+}
+
+/// The refusal for acting in someone else's bucket.
+pub(crate) fn not_owner(who: &Principal, req: &Request, bucket: &str, owner: &str) -> String {
+    format!(
+        "{who} may not send {} in bucket {bucket}: it belongs to {owner} (only a bucket's owner, admins and nodes \
+         act in it; bucket ACLs and policies are not built yet)",
+        what(req)
+    )
 }

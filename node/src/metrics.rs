@@ -405,6 +405,24 @@ pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// Longest request head read: what a scraper's GET needs, with room for
+/// a few headers.
+const HEAD_BYTES_MAX: usize = 8 * 1_024;
+
+/// Read a request head up to its blank line (a head can arrive in several
+/// segments), at most `HEAD_BYTES_MAX` bytes, within the socket's timeout.
+fn read_head(stream: &mut std::net::TcpStream) -> String {
+    let mut buf = Vec::with_capacity(1_024);
+    let mut chunk = [0u8; 1_024];
+    while buf.len() < HEAD_BYTES_MAX && !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match std::io::Read::read(stream, &mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 /// Whether a request head carries `Authorization: Bearer TOKEN`, compared
 /// in constant time.
 fn authorized(head: &str, token: &str) -> bool {
@@ -431,9 +449,7 @@ pub fn serve(addr: &str, metrics: Arc<NodeMetrics>, token: Option<String>) -> st
             let Ok(mut stream) = stream else { continue };
             let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
             let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-            let mut req = [0u8; 1_024];
-            let n = std::io::Read::read(&mut stream, &mut req).unwrap_or(0);
-            let head = String::from_utf8_lossy(&req[..n]);
+            let head = read_head(&mut stream);
             let (status, body) = if head.starts_with("GET /metrics") {
                 match &token {
                     Some(t) if !authorized(&head, t) => {

@@ -119,6 +119,30 @@ pub(crate) async fn serve(ctx: Rc<CoreCtx>, endpoint: quinn::Endpoint) {
     }
 }
 
+/// A page of the buckets `owner` owns (all, without an owner), after
+/// `after`: pages of the target's list are read until `limit` match or the
+/// list ends, so a page is never empty while more follow.
+fn own_buckets(
+    engine: &Engine,
+    owner: Option<&str>,
+    mut after: Option<String>,
+    limit: usize,
+) -> Result<(Vec<tessera_wire::BucketInfo>, bool), EngineError> {
+    let mut out = Vec::new();
+    loop {
+        let (page, more) = engine.buckets(after.as_deref(), limit)?;
+        after = page.last().map(|b| b.name.clone());
+        out.extend(page.into_iter().filter(|b| owner.is_none_or(|o| b.owner == o)));
+        if out.len() >= limit {
+            out.truncate(limit);
+            return Ok((out, true));
+        }
+        if !more {
+            return Ok((out, false));
+        }
+    }
+}
+
 pub(crate) fn error_response(code: ErrorCode, detail: impl std::fmt::Display) -> Response {
     let mut detail = detail.to_string();
     if detail.len() > tessera_wire::limits::ERROR_DETAIL_BYTES_MAX {
@@ -256,6 +280,20 @@ async fn serve_one(
             crate::authz::vouch_version(who, &request, crate::engine::now_ms(), ctx.version_skew_ms)
                 .map_err(|why| (ErrorCode::BadRequest, why))
         });
+    // Users and gateways act only in buckets they own. A target that has
+    // no record of the bucket holds none of its data: the request goes on
+    // and meets NoSuchBucket or NoSuchKey there.
+    let verdict = verdict.and_then(|()| {
+        let Some((target, bucket)) = crate::authz::bucket_of(&request).filter(|_| crate::authz::must_own(who)) else {
+            return Ok(());
+        };
+        match ctx.engines.get(&target).map(|e| e.bucket(bucket)) {
+            Some(Ok(info)) if info.owner != who.name => {
+                Err((ErrorCode::AccessDenied, crate::authz::not_owner(who, &request, bucket, &info.owner)))
+            }
+            _ => Ok(()),
+        }
+    });
     if let Err((code, why)) = verdict {
         if payload_len > 0 {
             let _ = recv.stop(4u8.into());
@@ -481,10 +519,14 @@ async fn serve_one(
         },
         Request::ListBuckets(l) => match engine_for(l.target) {
             Err(r) => r,
-            Ok(engine) => engine
-                .buckets(l.after.as_deref(), l.limit as usize)
-                .map(|(buckets, truncated)| Response::ListBucketsOk(tessera_wire::ListBucketsOk { buckets, truncated }))
-                .unwrap_or_else(|e| engine_error(&e)),
+            Ok(engine) => {
+                let owner = crate::authz::must_own(who).then_some(who.name.as_str());
+                own_buckets(engine, owner, l.after, l.limit as usize)
+                    .map(|(buckets, truncated)| {
+                        Response::ListBucketsOk(tessera_wire::ListBucketsOk { buckets, truncated })
+                    })
+                    .unwrap_or_else(|e| engine_error(&e))
+            }
         },
         Request::NodeStatus(_) => Response::NodeStatusOk(status(ctx)),
         Request::PgDigest(d) => match (engine_for(d.target), ctx.map.placement()) {

@@ -210,6 +210,35 @@ async fn strangers_are_turned_away_and_members_get_only_their_rights() {
     let same = admin.push_map(&admin.view().map.clone()).await.unwrap();
     assert_eq!(same.already.len(), 1, "{same:?}");
 
+    // Another user acts in its own buckets only; admins act in all.
+    let (bc, bk) = (tls.join("bob.pem"), tls.join("bob.key"));
+    tessera_node::tls::issue_dev_identity(&tls, &Principal::new(Role::User, "bob").unwrap(), &bc, &bk).unwrap();
+    let bob =
+        Client::connect(ClientConfig::load(&dir.0.join("client.toml")).unwrap().with_identity(bc, bk)).await.unwrap();
+    let theirs = "in bucket mine: it belongs to dev";
+    match bob.get("mine", "k", Default::default()).await {
+        Ok(r) => panic!("bob read dev's object: {:?}", r.bytes().await),
+        Err(e) => assert!(e.to_string().contains(theirs), "{e}"),
+    }
+    for r in [
+        bob.head("mine", "k", None).await.map(|_| ()),
+        bob.put("mine", "k", b"bob's bytes".to_vec()).await.map(|_| ()),
+        bob.delete_version("mine", "k", meta.version).await,
+        bob.list("mine", Default::default()).await.map(|_| ()),
+    ] {
+        let e = r.expect_err("bob acted in dev's bucket");
+        assert!(e.to_string().contains(theirs), "{e}");
+    }
+    bob.create_bucket("bobs", Default::default()).await.unwrap();
+    bob.put("bobs", "b", b"b".to_vec()).await.unwrap();
+    let names = |v: Vec<BucketInfo>| v.into_iter().map(|b| b.name).collect::<Vec<_>>();
+    assert_eq!(names(bob.list_buckets().await.unwrap()), ["bobs"], "a user lists its own buckets");
+    assert_eq!(names(user.list_buckets().await.unwrap()), ["mine"]);
+    assert_eq!(names(admin.list_buckets().await.unwrap()), ["bobs", "mine"], "an admin lists all");
+    assert!(user.get("bobs", "b", Default::default()).await.is_err(), "dev cannot read bob's bucket");
+    let read = admin.get("bobs", "b", Default::default()).await.unwrap().bytes().await.unwrap();
+    assert_eq!(read, b"b");
+
     // Nothing the refused requests carried took effect.
     assert_eq!(admin.node_status(addr).await.unwrap().map_epoch, epoch, "map epoch unchanged");
     let got = admin.get("mine", "k", Default::default()).await.unwrap().bytes().await.unwrap();
