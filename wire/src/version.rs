@@ -67,8 +67,16 @@ impl Hlc {
             self.last_millis = now_millis;
             self.logical = 0;
         } else if self.logical == u16::MAX {
-            self.last_millis += 1;
-            self.logical = 0;
+            // At the very end of time (an observed id of 2^64-1 ms) the
+            // clock stays there rather than wrap to the beginning: nodes
+            // refuse such ids from writers, so only a forged copy gets here.
+            match self.last_millis.checked_add(1) {
+                Some(m) => {
+                    self.last_millis = m;
+                    self.logical = 0;
+                }
+                None => return self.compose(),
+            }
         } else {
             self.logical += 1;
         }
@@ -95,6 +103,15 @@ impl Hlc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_never_wraps_after_seeing_the_largest_id() {
+        let mut hlc = Hlc::new(7);
+        hlc.observe(VersionId(u128::MAX));
+        let a = hlc.tick(1_000);
+        let b = hlc.tick(1_000);
+        assert!(a.millis() == u64::MAX && b >= a, "{a} then {b}");
+    }
 
     #[test]
     fn ticks_are_strictly_increasing_even_when_the_clock_goes_back() {
