@@ -56,7 +56,10 @@ pub struct ClientConfig {
     /// many stripes per upload or download). Default 4.
     #[serde(default = "default_in_flight")]
     pub stripes_in_flight: usize,
-    /// Owner recorded on buckets and objects.
+    /// Owner the client proposes for buckets and objects. Nodes record
+    /// the principal of the client certificate instead for every user,
+    /// gateway and admin; only nodes copying data keep the owner they
+    /// send (repair, replication).
     #[serde(default = "default_owner")]
     pub owner: String,
     /// Per-request timeout in milliseconds. Default 30000.
