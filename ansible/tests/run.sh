@@ -53,11 +53,23 @@ echo "== the client against the deployed region (from outside, over the bridge)"
 ip_of() { grep -A1 "$1:" "$dir/hosts-added.yml" | sed -n 's/.*ansible_host: //p'; }
 a1=$(ip_of a-z1-h1) a2=$(ip_of a-z2-h1) a3=$(ip_of a-z3-h1) b1=$(ip_of b-z1-h1)
 for ip in "$a1" "$a2" "$a3"; do
-    printf 'endpoint = "%s:7400"\nserver_name = "tessera-a"\nca_cert = "%s/pki/a/ca.pem"\n' "$ip" "$dir" >"$dir/client-$ip.toml"
+    printf 'endpoint = "%s:7400"\nserver_name = "tessera-a"\nca_cert = "%s/pki/a/ca.pem"\ncert = "%s/pki/a/admin.pem"\nkey = "%s/pki/a/admin.key"\n' \
+        "$ip" "$dir" "$dir" "$dir" >"$dir/client-$ip.toml"
 done
-printf 'endpoint = "%s:7400"\nserver_name = "tessera-b"\nca_cert = "%s/pki/b/ca.pem"\n' "$b1" "$dir" >"$dir/client-$b1.toml"
+printf 'endpoint = "%s:7400"\nserver_name = "tessera-b"\nca_cert = "%s/pki/b/ca.pem"\ncert = "%s/pki/b/admin.pem"\nkey = "%s/pki/b/admin.key"\n' \
+    "$b1" "$dir" "$dir" "$dir" >"$dir/client-$b1.toml"
 c() { "$bin" --config "$dir/client-$1.toml" "${@:2}"; }
 c "$a1" mb photos >/dev/null
+
+echo "== doors: a certificate of another region's CA is refused; metrics need the region's token"
+sed -e "s|/pki/a/admin|/pki/b/admin|g" "$dir/client-$a1.toml" >"$dir/stranger.toml"
+if out=$("$bin" --config "$dir/stranger.toml" ls 2>&1); then fail "region b's admin got into region a: $out"; fi
+echo "$out" | grep -q "certificate" || fail "a foreign certificate was refused without saying so: $out"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://$a1:9400/metrics")
+[ "$code" = 401 ] || fail "GET /metrics without the token answered $code"
+curl -sf -H "Authorization: Bearer $(head -1 "$dir/pki/a/metrics.token")" "http://$a1:9400/metrics" | grep -q '^tessera_' \
+    || fail "GET /metrics with the region's token gave no metrics"
+curl -sf "http://$a1:9400/health" | grep -q ok || fail "GET /health needs no token"
 c "$b1" mb photos >/dev/null
 for i in 1 2 3; do head -c $((i * 700001)) /dev/urandom >"$dir/obj$i"; c "$a1" put "$dir/obj$i" "photos/obj$i" >/dev/null; done
 [ "$(c "$a1" ls --json photos | grep -c '"key":')" = 3 ] || fail "ls does not list the 3 objects"

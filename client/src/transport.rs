@@ -50,6 +50,17 @@ fn conn_err(addr: SocketAddr, e: impl std::fmt::Display) -> ClientError {
     ClientError::Connection { addr: addr.to_string(), detail: e.to_string() }
 }
 
+/// A stream error on `conn`, with the reason the connection ended when it
+/// did (quinn's stream errors say only "connection lost"; the reason says
+/// why, e.g. the node refused this client's certificate).
+fn lost(addr: SocketAddr, conn: &quinn::Connection, e: impl std::fmt::Display) -> ClientError {
+    let (text, reason) = (e.to_string(), conn.close_reason().map(|r| r.to_string()));
+    match reason {
+        Some(r) if !text.contains(&r) => conn_err(addr, format!("{text}: {r}")),
+        _ => conn_err(addr, text),
+    }
+}
+
 /// The certificate chain and key this client presents: every node
 /// requires a client certificate.
 fn client_identity(
@@ -264,17 +275,17 @@ impl Transport {
         frame: &[u8],
         payload: &[u8],
     ) -> Result<Reply, ClientError> {
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_err(addr, e))?;
-        send.write_all(frame).await.map_err(|e| conn_err(addr, e))?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(addr, conn, e))?;
+        send.write_all(frame).await.map_err(|e| lost(addr, conn, e))?;
         if !payload.is_empty() {
-            send.write_all(payload).await.map_err(|e| conn_err(addr, e))?;
+            send.write_all(payload).await.map_err(|e| lost(addr, conn, e))?;
         }
         let _ = send.finish();
         let mut raw = [0u8; FRAME_HEADER_LEN];
-        recv.read_exact(&mut raw).await.map_err(|e| conn_err(addr, format!("reading reply header: {e}")))?;
+        recv.read_exact(&mut raw).await.map_err(|e| lost(addr, conn, format!("reading reply header: {e}")))?;
         let (header, opcode) = FrameHeader::decode(&raw)?;
         let mut body = vec![0u8; header.body_len.get() as usize];
-        recv.read_exact(&mut body).await.map_err(|e| conn_err(addr, format!("reading reply body: {e}")))?;
+        recv.read_exact(&mut body).await.map_err(|e| lost(addr, conn, format!("reading reply body: {e}")))?;
         let response = decode_response(opcode, &body)?;
         if let Response::Error(e) = response {
             return Err(ClientError::from_server(e.code, e.detail));
