@@ -245,6 +245,21 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs, region: &str, port_offset: 
         println!("tessera dev: WARNING one zone: no zone redundancy (development only)");
     }
     std::fs::write(dir.join("map.toml"), map.to_toml()?)?;
+    // Nodes in network namespaces serve metrics on their namespace's
+    // address, not loopback: that needs a bearer token (docs/security.md).
+    let metrics_token = match a.netns {
+        Some(_) => {
+            let path = dir.join("tls/metrics.token");
+            if !path.exists() {
+                let mut raw = [0u8; 20];
+                std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut raw)?;
+                let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+                tessera_node::tls::write_private(&path, &format!("{token}\n"))?;
+            }
+            format!("metrics_token_file = \"{}\"\n", path.display())
+        }
+        None => String::new(),
+    };
     for (zi, zone) in map.zones.iter().enumerate() {
         for (ni, node) in zone.nodes.iter().enumerate() {
             let nd = node_dir(dir, &node.name);
@@ -254,7 +269,7 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs, region: &str, port_offset: 
                 "# Written by `tessera dev`. Every setting is documented in docs/node-config.md.\n\
                  node_name = \"{}\"\nlisten_addr = \"{}\"\nbase_port = {}\ncores = {}\npin_cores = false\n\
                  metrics_addr = \"{}:{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nca_cert = \"{}\"\nmap = \"{}\"\n\
-                 repair_interval_ms = {}\nscrub_mib_s = {}\nscrub_pass_interval_ms = {}\n",
+                 repair_interval_ms = {}\nscrub_mib_s = {}\nscrub_pass_interval_ms = {}\n{metrics_token}",
                 node.name,
                 host(zi, ni),
                 base_port,
