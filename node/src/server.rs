@@ -119,6 +119,25 @@ pub(crate) async fn serve(ctx: Rc<CoreCtx>, endpoint: quinn::Endpoint) {
     }
 }
 
+/// Whether `who` may send `request`, in order: its role, the version id
+/// it brings, and (users and gateways) ownership of the bucket. A target
+/// with no record of the bucket holds none of its data: the request goes
+/// on and meets NoSuchBucket or NoSuchKey there.
+fn admit(ctx: &CoreCtx, who: &Principal, request: &mut Request) -> Result<(), (ErrorCode, String)> {
+    crate::authz::authorize(who, request).map_err(|why| (ErrorCode::AccessDenied, why))?;
+    crate::authz::vouch_version(who, request, crate::engine::now_ms(), ctx.version_skew_ms)
+        .map_err(|why| (ErrorCode::BadRequest, why))?;
+    let Some((target, bucket)) = crate::authz::bucket_of(request).filter(|_| crate::authz::must_own(who)) else {
+        return Ok(());
+    };
+    match ctx.engines.get(&target).map(|e| e.bucket(bucket)) {
+        Some(Ok(info)) if info.owner != who.name => {
+            Err((ErrorCode::AccessDenied, crate::authz::not_owner(who, request, bucket, &info.owner)))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A page of the buckets `owner` owns (all, without an owner), after
 /// `after`: pages of the target's list are read until `limit` match or the
 /// list ends, so a page is never empty while more follow.
@@ -275,25 +294,7 @@ async fn serve_one(
         }
     };
     let payload_len = header.payload_len.get();
-    let verdict =
-        crate::authz::authorize(who, &mut request).map_err(|why| (ErrorCode::AccessDenied, why)).and_then(|()| {
-            crate::authz::vouch_version(who, &request, crate::engine::now_ms(), ctx.version_skew_ms)
-                .map_err(|why| (ErrorCode::BadRequest, why))
-        });
-    // Users and gateways act only in buckets they own. A target that has
-    // no record of the bucket holds none of its data: the request goes on
-    // and meets NoSuchBucket or NoSuchKey there.
-    let verdict = verdict.and_then(|()| {
-        let Some((target, bucket)) = crate::authz::bucket_of(&request).filter(|_| crate::authz::must_own(who)) else {
-            return Ok(());
-        };
-        match ctx.engines.get(&target).map(|e| e.bucket(bucket)) {
-            Some(Ok(info)) if info.owner != who.name => {
-                Err((ErrorCode::AccessDenied, crate::authz::not_owner(who, &request, bucket, &info.owner)))
-            }
-            _ => Ok(()),
-        }
-    });
+    let verdict = admit(ctx, who, &mut request);
     if let Err((code, why)) = verdict {
         if payload_len > 0 {
             let _ = recv.stop(4u8.into());
