@@ -398,7 +398,9 @@ impl Client {
         let info = BucketInfo {
             name: name.to_owned(),
             versioned: opts.versioned,
-            owner: self.inner.cfg.owner.clone(),
+            // The node records the principal this client's certificate
+            // names.
+            owner: String::new(),
             created_ms: now_ms(),
             storage_class: opts.storage_class,
         };
@@ -712,7 +714,14 @@ impl Client {
         for t in tasks {
             match t.await {
                 Ok((i, Ok(_))) => done[i] = true,
-                Ok((_, Err(e @ (ClientError::StaleMap { .. } | ClientError::NoSuchBucket { .. })))) => return Err(e),
+                Ok((
+                    _,
+                    Err(
+                        e @ (ClientError::StaleMap { .. }
+                        | ClientError::NoSuchBucket { .. }
+                        | ClientError::AccessDenied { .. }),
+                    ),
+                )) => return Err(e),
                 Ok((i, Err(e))) => {
                     unreachable[i] = matches!(e, ClientError::Connection { .. } | ClientError::Timeout { .. });
                     errors.push(format!("shard {i}: {e}"));

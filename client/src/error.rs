@@ -107,6 +107,13 @@ pub enum ClientError {
         /// Server detail.
         detail: String,
     },
+    /// An argument the caller gave breaks a rule (a bucket policy over
+    /// its limits, for one); nothing was sent.
+    #[error("invalid argument: {detail}")]
+    InvalidArgument {
+        /// What was wrong.
+        detail: String,
+    },
     /// Any other error the node reported.
     #[error("node error {code:?}: {detail}")]
     Server {

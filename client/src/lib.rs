@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod body;
 mod client;
 mod config;
@@ -27,6 +28,7 @@ mod transport;
 mod view;
 mod write;
 
+pub use access::BucketAccessView;
 pub use body::ObjectBody;
 pub use client::{
     BucketOptions, Client, GetOptions, GetResult, ListPage, ListRequest, PushReport, PutOptions, PutReceipt,

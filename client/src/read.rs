@@ -62,7 +62,12 @@ pub(crate) async fn head_round(
             Err(_) => break,
             Ok(None) => break,
             Ok(Some(Ok(Ok(h)))) => answers.push(h),
-            Ok(Some(Ok(Err(e @ (ClientError::NoSuchBucket { .. } | ClientError::StaleMap { .. }))))) => return Err(e),
+            // Answers, not absences: a refusal is the node's word on who
+            // may read (every target holds the same settings).
+            Ok(Some(Ok(Err(
+                e
+                @ (ClientError::NoSuchBucket { .. } | ClientError::StaleMap { .. } | ClientError::AccessDenied { .. }),
+            )))) => return Err(e),
             Ok(Some(Ok(Err(e)))) => errors.push(e.to_string()),
             Ok(Some(Err(e))) => errors.push(e.to_string()),
         }

@@ -283,6 +283,34 @@ impl Client {
         }
     }
 
+    /// A bucket's ACL and policy as one target holds them.
+    pub async fn bucket_access_on(
+        &self,
+        target: TargetId,
+        bucket: &str,
+    ) -> Result<tessera_wire::access::BucketAccess, ClientError> {
+        let req = Request::GetBucketAccess(tessera_wire::GetBucketAccess { target, bucket: bucket.into() });
+        match self.target_call(target, &req, &[]).await? {
+            Response::BucketAccessOk(a) => Ok(a.access),
+            other => Err(unexpected("bucket access", other)),
+        }
+    }
+
+    /// Give one target a bucket's ACL and policy (it keeps them only if
+    /// newer than its own).
+    pub async fn set_bucket_access_on(
+        &self,
+        target: TargetId,
+        bucket: &str,
+        access: tessera_wire::access::BucketAccess,
+    ) -> Result<(), ClientError> {
+        let req = Request::SetBucketAccess(tessera_wire::SetBucketAccess { target, bucket: bucket.into(), access });
+        match self.target_call(target, &req, &[]).await? {
+            Response::BucketAccessOk(_) => Ok(()),
+            other => Err(unexpected("set bucket access", other)),
+        }
+    }
+
     /// Record a bucket on one target (a replaced disk starts without any).
     pub async fn create_bucket_on(&self, target: TargetId, info: BucketInfo) -> Result<(), ClientError> {
         match self.target_call(target, &Request::CreateBucket(CreateBucket { target, info }), &[]).await? {

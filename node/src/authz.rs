@@ -4,9 +4,10 @@
 //!
 //! | request                                        | user, gateway | admin | node | peer |
 //! |------------------------------------------------|---------------|-------|------|------|
-//! | GetMap, data reads, listings, bucket info      | yes           | yes   | yes  | no   |
-//! | PutShard, CreateBucket (owner = principal)     | yes           | yes   | yes  | no   |
-//! | Commit, Delete (purge) of a version            | yes (1)       | yes   | yes  | no   |
+//! | GetMap, GetBucket, ListBuckets (own buckets)   | yes           | yes   | yes  | no   |
+//! | CreateBucket (owner = principal)               | yes           | yes   | yes  | no   |
+//! | reads, writes, commits, deletes, listings,     | yes (1)       | yes   | yes  | no   |
+//! | bucket ACL and policy                          |               |       |      |      |
 //! | PutShard that repairs or carries an origin     | no            | no    | yes  | no   |
 //! | Delete with an origin (a replicated purge)     | no            | no    | yes  | no   |
 //! | SetMap, SetRepairRate                          | no            | yes   | yes  | no   |
@@ -14,9 +15,10 @@
 //! | PgDigest, PgList, ChangeSummary, ChangeLog,    | no            | no    | yes  | no   |
 //! | CrrCursor, CrrForget, CrrHave, CrrApply        |               |       |      |      |
 //!
-//! (1) Users and gateways act only in buckets they own (`must_own`,
-//! checked by the server against the target's bucket record); bucket ACLs
-//! and policies that would grant others are not built yet.
+//! (1) As the bucket's owner, its canned ACL, its policy and the object's
+//! ACL allow (`tessera_wire::access::decide`, from the target's bucket
+//! record); a commit or a purge of a version still being written only by
+//! its writer.
 //!
 //! Peer regions replicate through the replication endpoint (its own port
 //! and trust stores), never through this one. For user, gateway and admin
@@ -24,7 +26,8 @@
 //! create, whatever the request said; nodes keep the owner of the data
 //! they copy (repair, replication).
 
-use tessera_wire::{Principal, Request, Role};
+use tessera_wire::access::{decide, Action, BucketAccess, Subject};
+use tessera_wire::{Acl, Principal, Request, Role, TargetId};
 
 /// Who may send a request, from least to most trusted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +50,8 @@ fn need(req: &Request) -> Need {
         | Request::GetBucket(_)
         | Request::ListBuckets(_)
         | Request::CreateBucket(_)
+        | Request::SetBucketAccess(_)
+        | Request::GetBucketAccess(_)
         | Request::Commit(_) => Need::Member,
         Request::PutShard(p) => {
             if p.repair || p.meta.as_ref().is_some_and(|m| m.origin.is_some()) {
@@ -110,6 +115,8 @@ fn what(req: &Request) -> &'static str {
         Request::CrrStatus(_) => "replication status",
         Request::CrrHave(_) | Request::CrrApply(_) => "applying a replica",
         Request::ListBuckets(_) => "listing buckets",
+        Request::SetBucketAccess(_) => "setting a bucket's ACL and policy",
+        Request::GetBucketAccess(_) => "reading a bucket's ACL and policy",
     }
 }
 
@@ -143,7 +150,11 @@ pub(crate) fn authorize(who: &Principal, req: &mut Request) -> Result<(), String
                     m.owner = who.name.clone();
                 }
             }
-            Request::CreateBucket(c) => c.info.owner = who.name.clone(),
+            // An admin may make a bucket for someone; everyone else owns
+            // what they make (`check_bucket_owner` refused the rest).
+            Request::CreateBucket(c) if who.role != Role::Admin || c.info.owner.is_empty() => {
+                c.info.owner = who.name.clone()
+            }
             _ => {}
         }
     }
@@ -156,11 +167,14 @@ pub(crate) fn authorize(who: &Principal, req: &mut Request) -> Result<(), String
 /// far future would hide every later write of its key, and would drag the
 /// writers' clocks (which observe ids) along.
 pub(crate) fn vouch_version(who: &Principal, req: &Request, now_ms: u64, skew_ms: u64) -> Result<(), String> {
-    let Request::PutShard(p) = req else { return Ok(()) };
     if who.role == Role::Node {
         return Ok(());
     }
-    let ids = std::iter::once(p.version).chain(p.meta.as_ref().map(|m| m.version));
+    let ids: Vec<tessera_wire::VersionId> = match req {
+        Request::PutShard(p) => std::iter::once(p.version).chain(p.meta.as_ref().map(|m| m.version)).collect(),
+        Request::SetBucketAccess(a) => vec![a.access.stamp],
+        _ => return Ok(()),
+    };
     for id in ids {
         let ahead = id.millis().saturating_sub(now_ms);
         if ahead > skew_ms {
@@ -176,33 +190,99 @@ pub(crate) fn vouch_version(who: &Principal, req: &Request, now_ms: u64, skew_ms
     Ok(())
 }
 
-/// The target and bucket a request acts on, for the ownership check.
-pub(crate) fn bucket_of(req: &Request) -> Option<(tessera_wire::TargetId, &str)> {
+/// The bucket action a user's or gateway's request takes, with its
+/// target, bucket and key. None: no bucket check (the role table
+/// decided; `GetBucket` and `ListBuckets` are open to members, and
+/// `ListBuckets` answers only the asker's buckets).
+pub(crate) fn action_of(req: &Request) -> Option<(TargetId, &str, Action, Option<&str>)> {
     match req {
-        Request::PutShard(p) => Some((p.target, &p.bucket)),
-        Request::GetShard(g) => Some((g.target, &g.bucket)),
-        Request::Head(h) => Some((h.target, &h.bucket)),
-        Request::Delete(d) => Some((d.target, &d.bucket)),
-        Request::Commit(c) => Some((c.target, &c.bucket)),
-        Request::List(l) => Some((l.target, &l.bucket)),
-        Request::ListVersions(l) => Some((l.target, &l.bucket)),
-        Request::GetBucket(g) => Some((g.target, &g.name)),
+        Request::PutShard(p) if p.meta.as_ref().is_some_and(|m| m.delete_marker) => {
+            Some((p.target, &p.bucket, Action::Delete, Some(&p.key)))
+        }
+        Request::PutShard(p) => Some((p.target, &p.bucket, Action::Put, Some(&p.key))),
+        Request::Commit(c) => Some((c.target, &c.bucket, Action::Put, Some(&c.key))),
+        Request::GetShard(g) => Some((g.target, &g.bucket, Action::Get, Some(&g.key))),
+        Request::Head(h) => Some((h.target, &h.bucket, Action::Get, Some(&h.key))),
+        Request::Delete(d) => Some((d.target, &d.bucket, Action::Delete, Some(&d.key))),
+        Request::List(l) => Some((l.target, &l.bucket, Action::List, None)),
+        Request::ListVersions(l) => Some((l.target, &l.bucket, Action::List, None)),
+        Request::SetBucketAccess(a) => Some((a.target, &a.bucket, Action::Acl, None)),
+        Request::GetBucketAccess(a) => Some((a.target, &a.bucket, Action::Acl, None)),
         _ => None,
     }
 }
 
-/// Whether `who` must own a bucket to act in it: users and gateways do
-/// (bucket ACLs and policies, which would grant others, are not built
-/// yet); admins and nodes act in every bucket.
-pub(crate) fn must_own(who: &Principal) -> bool {
+/// Whether ACLs and policies bind `who`: users and gateways; admins and
+/// nodes act in every bucket.
+pub(crate) fn bound_by_acls(who: &Principal) -> bool {
     matches!(who.role, Role::User | Role::Gateway)
 }
 
-/// The refusal for acting in someone else's bucket.
-pub(crate) fn not_owner(who: &Principal, req: &Request, bucket: &str, owner: &str) -> String {
+/// A bucket's owner and access settings, kept for a decision that needs
+/// the object (reads decide once the engine has found it).
+pub(crate) struct Pending {
+    pub(crate) bucket: String,
+    pub(crate) key: String,
+    pub(crate) owner: String,
+    pub(crate) access: BucketAccess,
+}
+
+impl Pending {
+    /// Decide a read once the object's owner and ACL are known (None: the
+    /// target has no such object).
+    pub(crate) fn decide_read(&self, who: &Principal, object: Option<(&str, Acl)>) -> Result<(), String> {
+        let subject = Subject {
+            bucket: &self.bucket,
+            bucket_owner: &self.owner,
+            access: &self.access,
+            key: Some(&self.key),
+            object,
+        };
+        decide(who, Action::Get, &subject).map(|_| ())
+    }
+}
+
+/// Decide a bucket action for a user or gateway from the bucket's owner
+/// and settings. Reads are left pending (Ok(Some)) until the object is
+/// found.
+pub(crate) fn decide_bucket(
+    who: &Principal,
+    action: Action,
+    bucket: &str,
+    key: Option<&str>,
+    owner: &str,
+    access: BucketAccess,
+) -> Result<Option<Pending>, String> {
+    if action == Action::Get {
+        let key = key.unwrap_or_default().to_owned();
+        return Ok(Some(Pending { bucket: bucket.to_owned(), key, owner: owner.to_owned(), access }));
+    }
+    let subject = Subject { bucket, bucket_owner: owner, access: &access, key, object: None };
+    decide(who, action, &subject).map(|_| None)
+}
+
+/// A user's or gateway's `CreateBucket` must name the sender as owner (or
+/// no one: the node stamps the sender). A client that re-records a bucket a
+/// target missed sends the owner it read elsewhere; only that owner, an
+/// admin or a node may, or the first to ask would own the bucket there.
+pub(crate) fn check_bucket_owner(who: &Principal, req: &Request) -> Result<(), String> {
+    match req {
+        Request::CreateBucket(c) if bound_by_acls(who) && !c.info.owner.is_empty() && c.info.owner != who.name => {
+            Err(format!(
+                "{who} may not record bucket {} for {}: a bucket a target missed is re-recorded by its owner, an \
+                 admin or repair",
+                c.info.name, c.info.owner
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The refusal for committing or purging a version someone else is
+/// writing (only its writer, admins and nodes may).
+pub(crate) fn not_writer(who: &Principal, bucket: &str, key: &str, writer: &str) -> String {
     format!(
-        "{who} may not send {} in bucket {bucket}: it belongs to {owner} (only a bucket's owner, admins and nodes \
-         act in it; bucket ACLs and policies are not built yet)",
-        what(req)
+        "{who} may not commit or purge the version of {bucket}/{key} that {writer} is writing: only its writer, \
+         admins and nodes may"
     )
 }

@@ -444,8 +444,9 @@ async fn first_meta(
     None
 }
 
-/// A replaced disk has no buckets: copy the bucket's settings from a
-/// source before writing shards into it.
+/// A replaced disk has no buckets: copy the bucket's settings (and its
+/// ACL and policy, which the target must enforce) from a source before
+/// writing shards into it.
 async fn ensure_bucket(
     c: &Client,
     members: &[TargetId],
@@ -461,7 +462,11 @@ async fn ensure_bucket(
     let mut last = None;
     for &i in sources {
         match c.bucket_on(members[i], bucket).await {
-            Ok(info) => return c.create_bucket_on(target, info).await,
+            Ok(info) => {
+                c.create_bucket_on(target, info).await?;
+                let access = c.bucket_access_on(members[i], bucket).await?;
+                return c.set_bucket_access_on(target, bucket, access).await;
+            }
             Err(e) => last = Some(e),
         }
     }

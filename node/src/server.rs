@@ -120,22 +120,68 @@ pub(crate) async fn serve(ctx: Rc<CoreCtx>, endpoint: quinn::Endpoint) {
 }
 
 /// Whether `who` may send `request`, in order: its role, the version id
-/// it brings, and (users and gateways) ownership of the bucket. A target
-/// with no record of the bucket holds none of its data: the request goes
-/// on and meets NoSuchBucket or NoSuchKey there.
-fn admit(ctx: &CoreCtx, who: &Principal, request: &mut Request) -> Result<(), (ErrorCode, String)> {
-    crate::authz::authorize(who, request).map_err(|why| (ErrorCode::AccessDenied, why))?;
+/// it brings, and (users and gateways) what the bucket's owner, ACL and
+/// policy allow. A target with no record of the bucket holds none of its
+/// data: the request goes on and meets NoSuchBucket or NoSuchKey there.
+/// Reads come back pending: they are decided once the object is found,
+/// from its owner and ACL.
+fn admit(
+    ctx: &CoreCtx,
+    who: &Principal,
+    request: &mut Request,
+) -> Result<Option<crate::authz::Pending>, (ErrorCode, String)> {
+    let denied = |why| (ErrorCode::AccessDenied, why);
+    crate::authz::authorize(who, request).map_err(denied)?;
     crate::authz::vouch_version(who, request, crate::engine::now_ms(), ctx.version_skew_ms)
         .map_err(|why| (ErrorCode::BadRequest, why))?;
-    let Some((target, bucket)) = crate::authz::bucket_of(request).filter(|_| crate::authz::must_own(who)) else {
-        return Ok(());
-    };
-    match ctx.engines.get(&target).map(|e| e.bucket(bucket)) {
-        Some(Ok(info)) if info.owner != who.name => {
-            Err((ErrorCode::AccessDenied, crate::authz::not_owner(who, request, bucket, &info.owner)))
-        }
-        _ => Ok(()),
+    if !crate::authz::bound_by_acls(who) {
+        return Ok(None);
     }
+    crate::authz::check_bucket_owner(who, request).map_err(denied)?;
+    let Some((target, bucket, mut action, key)) = crate::authz::action_of(request) else {
+        return Ok(None);
+    };
+    let Some(engine) = ctx.engines.get(&target) else { return Ok(None) };
+    let Ok((info, access)) = engine.bucket_access(bucket) else { return Ok(None) };
+    // A version still being written is its writer's to commit or purge;
+    // committing a delete marker is a delete.
+    let unfinished = match &*request {
+        Request::Commit(c) => Some((&c.key, c.version)),
+        Request::Delete(d) => Some((&d.key, d.version)),
+        _ => None,
+    };
+    if let Some((key, version)) = unfinished {
+        if let Ok(tessera_wire::HeadOk { meta: Some(m), committed: false, .. }) =
+            engine.view(bucket, key, Some(version), &[])
+        {
+            if m.owner != who.name {
+                return Err(denied(crate::authz::not_writer(who, bucket, key, &m.owner)));
+            }
+            if m.delete_marker {
+                action = tessera_wire::access::Action::Delete;
+            }
+        }
+    }
+    let pending = crate::authz::decide_bucket(who, action, bucket, key, &info.owner, access).map_err(denied)?;
+    Ok(pending)
+}
+
+/// A refusal for a read that `pending` (the bucket's settings) does not
+/// allow once the engine has answered: from the object's owner and ACL
+/// when found, as "no such object" when the engine found none (only those
+/// who may list learn that), and None when the read may be answered.
+fn refuse_read(
+    pending: Option<&crate::authz::Pending>,
+    who: &Principal,
+    found: Result<Option<&tessera_wire::ObjectMeta>, &EngineError>,
+) -> Option<Response> {
+    let object = match found {
+        Ok(meta) => meta.map(|m| (m.owner.as_str(), m.acl)),
+        Err(EngineError::NoSuchKey { .. } | EngineError::NoSuchShard { .. } | EngineError::NotPrepared { .. }) => None,
+        Err(_) => return None,
+    };
+    let why = pending?.decide_read(who, object).err()?;
+    Some(error_response(ErrorCode::AccessDenied, why))
 }
 
 /// A page of the buckets `owner` owns (all, without an owner), after
@@ -294,14 +340,16 @@ async fn serve_one(
         }
     };
     let payload_len = header.payload_len.get();
-    let verdict = admit(ctx, who, &mut request);
-    if let Err((code, why)) = verdict {
-        if payload_len > 0 {
-            let _ = recv.stop(4u8.into());
+    let pending = match admit(ctx, who, &mut request) {
+        Ok(p) => p,
+        Err((code, why)) => {
+            if payload_len > 0 {
+                let _ = recv.stop(4u8.into());
+            }
+            reply(ctx, send, request_id, &error_response(code, why), &[]).await;
+            return Some(Served { op: 7, ok: false, bytes_in: 0, bytes_out: 0 });
         }
-        reply(ctx, send, request_id, &error_response(code, why), &[]).await;
-        return Some(Served { op: 7, ok: false, bytes_in: 0, bytes_out: 0 });
-    }
+    };
     let node_epoch = ctx.map.epoch();
     let request_epoch = header.map_epoch.get();
     let map_free = matches!(
@@ -421,40 +469,59 @@ async fn serve_one(
         }
         Request::GetShard(g) => match engine_for(g.target) {
             Err(r) => r,
-            Ok(engine) => match engine.get_shard(&g.bucket, &g.key, g.version, g.stripe, g.shard, g.range).await {
-                Ok(read) => {
-                    let resp = Response::GetShardOk(GetShardOk {
-                        meta: read.meta,
-                        shard_len: read.shard_len,
-                        payload_crc32c: read.crc32c,
-                    });
-                    let payload = &read.buf.as_slice()[read.range.clone()];
-                    bytes_out = payload.len() as u64;
-                    let ok = reply(ctx, send, request_id, &resp, payload).await;
-                    return Some(Served { op, ok, bytes_in: 0, bytes_out });
-                }
-                Err(e) => {
-                    if matches!(e, EngineError::ChecksumMismatch { .. }) {
-                        // Remember it so anti-entropy rebuilds this copy;
-                        // the reader decodes around it meanwhile.
-                        ctx.metrics.repair.update(|r| r.corrupt_found += 1);
-                        let engine = engine.clone();
-                        tokio::task::spawn_local(async move {
-                            if let Err(e) = engine.mark_corrupt(&g.bucket, &g.key, g.version, g.stripe, g.shard).await {
-                                tracing::warn!(error = %e, "could not record a corrupt shard");
+            Ok(engine) => {
+                let got = engine.get_shard(&g.bucket, &g.key, g.version, g.stripe, g.shard, g.range).await;
+                let object = match &got {
+                    Ok(read) => Ok(Some(&read.meta)),
+                    Err(e) => Err(e),
+                };
+                match refuse_read(pending.as_ref(), who, object) {
+                    Some(refusal) => refusal,
+                    None => match got {
+                        Ok(read) => {
+                            let resp = Response::GetShardOk(GetShardOk {
+                                meta: read.meta,
+                                shard_len: read.shard_len,
+                                payload_crc32c: read.crc32c,
+                            });
+                            let payload = &read.buf.as_slice()[read.range.clone()];
+                            bytes_out = payload.len() as u64;
+                            let ok = reply(ctx, send, request_id, &resp, payload).await;
+                            return Some(Served { op, ok, bytes_in: 0, bytes_out });
+                        }
+                        Err(e) => {
+                            if matches!(e, EngineError::ChecksumMismatch { .. }) {
+                                // Remember it so anti-entropy rebuilds this copy;
+                                // the reader decodes around it meanwhile.
+                                ctx.metrics.repair.update(|r| r.corrupt_found += 1);
+                                let engine = engine.clone();
+                                tokio::task::spawn_local(async move {
+                                    if let Err(e) =
+                                        engine.mark_corrupt(&g.bucket, &g.key, g.version, g.stripe, g.shard).await
+                                    {
+                                        tracing::warn!(error = %e, "could not record a corrupt shard");
+                                    }
+                                });
                             }
-                        });
-                    }
-                    engine_error(&e)
+                            engine_error(&e)
+                        }
+                    },
                 }
-            },
+            }
         },
         Request::Head(h) => match engine_for(h.target) {
             Err(r) => r,
-            Ok(engine) => engine
-                .view(&h.bucket, &h.key, h.version, &h.exclude)
-                .map(Response::HeadOk)
-                .unwrap_or_else(|e| engine_error(&e)),
+            Ok(engine) => {
+                let got = engine.view(&h.bucket, &h.key, h.version, &h.exclude);
+                let object = match &got {
+                    Ok(head) => Ok(head.meta.as_ref()),
+                    Err(e) => Err(e),
+                };
+                match refuse_read(pending.as_ref(), who, object) {
+                    Some(refusal) => refusal,
+                    None => got.map(Response::HeadOk).unwrap_or_else(|e| engine_error(&e)),
+                }
+            }
         },
         Request::Delete(d) => match engine_for(d.target) {
             Err(r) => r,
@@ -514,6 +581,25 @@ async fn serve_one(
                 engine.create_bucket(c.info).await.map(Response::CreateBucketOk).unwrap_or_else(|e| engine_error(&e))
             }
         },
+        Request::SetBucketAccess(a) => match engine_for(a.target) {
+            Err(r) => r,
+            Ok(engine) => match engine.set_access(&a.bucket, a.access).await {
+                Ok(access) => match engine.bucket(&a.bucket) {
+                    Ok(info) => Response::BucketAccessOk(tessera_wire::BucketAccessOk { owner: info.owner, access }),
+                    Err(e) => engine_error(&e),
+                },
+                Err(e) => engine_error(&e),
+            },
+        },
+        Request::GetBucketAccess(a) => match engine_for(a.target) {
+            Err(r) => r,
+            Ok(engine) => match engine.bucket_access(&a.bucket) {
+                Ok((info, access)) => {
+                    Response::BucketAccessOk(tessera_wire::BucketAccessOk { owner: info.owner, access })
+                }
+                Err(e) => engine_error(&e),
+            },
+        },
         Request::GetBucket(g) => match engine_for(g.target) {
             Err(r) => r,
             Ok(engine) => engine.bucket(&g.name).map(Response::GetBucketOk).unwrap_or_else(|e| engine_error(&e)),
@@ -521,7 +607,7 @@ async fn serve_one(
         Request::ListBuckets(l) => match engine_for(l.target) {
             Err(r) => r,
             Ok(engine) => {
-                let owner = crate::authz::must_own(who).then_some(who.name.as_str());
+                let owner = crate::authz::bound_by_acls(who).then_some(who.name.as_str());
                 own_buckets(engine, owner, l.after, l.limit as usize)
                     .map(|(buckets, truncated)| {
                         Response::ListBucketsOk(tessera_wire::ListBucketsOk { buckets, truncated })

@@ -215,7 +215,7 @@ async fn strangers_are_turned_away_and_members_get_only_their_rights() {
     tessera_node::tls::issue_dev_identity(&tls, &Principal::new(Role::User, "bob").unwrap(), &bc, &bk).unwrap();
     let bob =
         Client::connect(ClientConfig::load(&dir.0.join("client.toml")).unwrap().with_identity(bc, bk)).await.unwrap();
-    let theirs = "in bucket mine: it belongs to dev";
+    let theirs = "dev's with ACL private";
     match bob.get("mine", "k", Default::default()).await {
         Ok(r) => panic!("bob read dev's object: {:?}", r.bytes().await),
         Err(e) => assert!(e.to_string().contains(theirs), "{e}"),

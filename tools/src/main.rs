@@ -1,5 +1,6 @@
 //! `tessera`: the command-line client (buckets and objects) and `tessera dev`.
 
+mod access_cmd;
 mod civil;
 mod crr_cmd;
 mod dev;
@@ -66,9 +67,31 @@ enum Cmd {
         /// Storage class: standard or ia (default: the bucket's).
         #[arg(long)]
         class: Option<String>,
-        /// Access: private, public-read or public-read-write.
+        /// Canned ACL: private, public-read, public-read-write,
+        /// authenticated-read, bucket-owner-read, bucket-owner-full-control.
         #[arg(long, default_value = "private")]
         acl: String,
+    },
+    /// Show a bucket's owner and canned ACL, or set the canned ACL
+    /// (private, public-read, public-read-write, authenticated-read).
+    /// Only the owner and admins may.
+    Acl {
+        /// Bucket name.
+        bucket: String,
+        /// The new canned ACL.
+        canned: Option<String>,
+    },
+    /// Print a bucket's policy (S3-style JSON), or set or remove it.
+    /// Only the owner and admins may; docs/security.md has the language.
+    Policy {
+        /// Bucket name.
+        bucket: String,
+        /// Replace the policy with this JSON file (- for stdin).
+        #[arg(long)]
+        set: Option<PathBuf>,
+        /// Remove the policy.
+        #[arg(long)]
+        delete: bool,
     },
     /// Download BUCKET/KEY to FILE (stdout without FILE).
     Get {
@@ -253,18 +276,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 c.create_bucket(&bucket, tessera_client::BucketOptions { versioned, ..Default::default() }).await?;
             println!("bucket {} ready{}", info.name, if info.versioned { " (versioned)" } else { "" });
         }
+        Cmd::Acl { bucket, canned } => access_cmd::acl(&client(cli.config).await?, &bucket, canned.as_deref()).await?,
+        Cmd::Policy { bucket, set, delete } => {
+            access_cmd::policy(&client(cli.config).await?, &bucket, set, delete).await?
+        }
         Cmd::Put { file, target, content_type, class, acl } => {
             let (bucket, key) = split_path(&target)?;
-            let acl = match acl.as_str() {
-                "private" => tessera_wire::Acl::Private,
-                "public-read" => tessera_wire::Acl::PublicRead,
-                "public-read-write" => tessera_wire::Acl::PublicReadWrite,
-                o => {
-                    return Err(CliError::Usage(format!(
-                        "unknown acl {o:?}: use private, public-read or public-read-write"
-                    )))
-                }
-            };
+            let acl = tessera_wire::Acl::parse(&acl).map_err(CliError::Usage)?;
             let storage_class = match class.as_deref() {
                 None => None,
                 Some("standard") => Some(StorageClass::Standard),
@@ -468,7 +486,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             println!("content type:  {}", ls_cmd::escape(m.content_type.as_deref().unwrap_or("-")));
             println!("owner:         {}", ls_cmd::escape(&m.owner));
             println!("storage class: {:?}", m.storage_class);
-            println!("acl:           {:?}", m.acl);
+            println!("acl:           {}", m.acl);
             println!("origin:        {}", ls_cmd::escape(m.origin.as_deref().unwrap_or("- (written in this region)")));
             println!(
                 "stripes:       {} of up to {} ({} data + {} parity shards of up to {} each)",

@@ -276,7 +276,12 @@ async fn steady_load_replicates_every_change_exactly() {
     println!("{status}");
     assert!(status.contains("vers-dr") && !status.contains("last error"), "{status}");
     let stat = r.cli("r2", &["stat", "vers/probe"]);
-    assert!(stat.contains("PublicRead") && stat.contains("origin:        r1") && stat.contains("text/plain"), "{stat}");
+    assert!(
+        stat.contains("acl:           public-read")
+            && stat.contains("origin:        r1")
+            && stat.contains("text/plain"),
+        "{stat}"
+    );
     // Listing (latest versions) agrees as well.
     for b in ["vers", "plain"] {
         assert_eq!(r.cli("r1", &["ls", "--long", b]), r.cli("r2", &["ls", "--long", b]), "ls {b}");

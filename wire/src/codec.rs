@@ -54,6 +54,14 @@ pub enum DecodeError {
         /// The limit.
         max_bytes: usize,
     },
+    /// A bucket policy breaks a rule of the policy language or a limit.
+    #[error("bucket policy in {opcode:?} refused: {detail}")]
+    BadPolicy {
+        /// The opcode.
+        opcode: Opcode,
+        /// What was wrong.
+        detail: String,
+    },
     /// A list field has more entries than its limit.
     #[error("field {field} has {count} entries, more than the limit of {max}")]
     TooManyEntries {
@@ -133,6 +141,8 @@ impl FrameBody for Request {
             Request::CrrApply(_) => Opcode::CrrApply,
             Request::ChangeSummary(_) => Opcode::ChangeSummary,
             Request::ListBuckets(_) => Opcode::ListBuckets,
+            Request::SetBucketAccess(_) => Opcode::SetBucketAccess,
+            Request::GetBucketAccess(_) => Opcode::GetBucketAccess,
         }
     }
     fn to_body(&self) -> Result<Vec<u8>, postcard::Error> {
@@ -161,6 +171,8 @@ impl FrameBody for Request {
             Request::CrrApply(m) => postcard::to_stdvec(m),
             Request::ChangeSummary(m) => postcard::to_stdvec(m),
             Request::ListBuckets(m) => postcard::to_stdvec(m),
+            Request::SetBucketAccess(m) => postcard::to_stdvec(m),
+            Request::GetBucketAccess(m) => postcard::to_stdvec(m),
         }
     }
 }
@@ -189,6 +201,7 @@ impl FrameBody for Response {
             Response::CrrApplyOk(_) => Opcode::CrrApplyOk,
             Response::ChangeSummaryOk(_) => Opcode::ChangeSummaryOk,
             Response::ListBucketsOk(_) => Opcode::ListBucketsOk,
+            Response::BucketAccessOk(_) => Opcode::BucketAccessOk,
             Response::Error(_) => Opcode::Error,
         }
     }
@@ -215,6 +228,7 @@ impl FrameBody for Response {
             Response::CrrApplyOk(m) => postcard::to_stdvec(m),
             Response::ChangeSummaryOk(m) => postcard::to_stdvec(m),
             Response::ListBucketsOk(m) => postcard::to_stdvec(m),
+            Response::BucketAccessOk(m) => postcard::to_stdvec(m),
             Response::Error(m) => postcard::to_stdvec(m),
         }
     }
@@ -289,6 +303,8 @@ pub fn decode_body(opcode: Opcode, body: &[u8]) -> Result<Decoded, DecodeError> 
         O::CrrApply => Decoded::Request(Request::CrrApply(take(opcode, body)?)),
         O::ChangeSummary => Decoded::Request(Request::ChangeSummary(take(opcode, body)?)),
         O::ListBuckets => Decoded::Request(Request::ListBuckets(take(opcode, body)?)),
+        O::SetBucketAccess => Decoded::Request(Request::SetBucketAccess(take(opcode, body)?)),
+        O::GetBucketAccess => Decoded::Request(Request::GetBucketAccess(take(opcode, body)?)),
         O::PutShardOk => Decoded::Response(Response::PutShardOk(take(opcode, body)?)),
         O::GetShardOk => Decoded::Response(Response::GetShardOk(take(opcode, body)?)),
         O::HeadOk => Decoded::Response(Response::HeadOk(take(opcode, body)?)),
@@ -310,6 +326,7 @@ pub fn decode_body(opcode: Opcode, body: &[u8]) -> Result<Decoded, DecodeError> 
         O::CrrApplyOk => Decoded::Response(Response::CrrApplyOk(take(opcode, body)?)),
         O::ChangeSummaryOk => Decoded::Response(Response::ChangeSummaryOk(take(opcode, body)?)),
         O::ListBucketsOk => Decoded::Response(Response::ListBucketsOk(take(opcode, body)?)),
+        O::BucketAccessOk => Decoded::Response(Response::BucketAccessOk(take(opcode, body)?)),
         O::Error => Decoded::Response(Response::Error(take(opcode, body)?)),
     };
     check(opcode, &decoded)?;
@@ -603,6 +620,19 @@ fn check(opcode: Opcode, decoded: &Decoded) -> Result<(), DecodeError> {
             max_len("owner", &m.info.owner, OWNER_BYTES_MAX)?;
         }
         Decoded::Request(Request::GetBucket(m)) => bucket(opcode, &m.name)?,
+        Decoded::Request(Request::GetBucketAccess(m)) => bucket(opcode, &m.bucket)?,
+        Decoded::Request(Request::SetBucketAccess(m)) => {
+            bucket(opcode, &m.bucket)?;
+            if let Some(p) = &m.access.policy {
+                p.check(&m.bucket).map_err(|detail| DecodeError::BadPolicy { opcode, detail })?;
+            }
+        }
+        Decoded::Response(Response::BucketAccessOk(m)) => {
+            max_len("owner", &m.owner, OWNER_BYTES_MAX)?;
+            if let Some(p) = &m.access.policy {
+                count("statements", p.statements.len(), crate::access::POLICY_STATEMENTS_MAX)?;
+            }
+        }
         Decoded::Request(Request::ListBuckets(m)) => {
             if let Some(after) = &m.after {
                 max_len("after", after, BUCKET_NAME_BYTES_MAX)?;

@@ -73,6 +73,8 @@ pub enum Opcode {
     CrrApply = 0x16,
     ChangeSummary = 0x17,
     ListBuckets = 0x18,
+    SetBucketAccess = 0x19,
+    GetBucketAccess = 0x1a,
     PutShardOk = 0x81,
     GetShardOk = 0x82,
     HeadOk = 0x83,
@@ -94,6 +96,7 @@ pub enum Opcode {
     CrrApplyOk = 0x96,
     ChangeSummaryOk = 0x97,
     ListBucketsOk = 0x98,
+    BucketAccessOk = 0x99,
     Error = 0xff,
 }
 
@@ -126,6 +129,8 @@ impl Opcode {
             0x16 => CrrApply,
             0x17 => ChangeSummary,
             0x18 => ListBuckets,
+            0x19 => SetBucketAccess,
+            0x1a => GetBucketAccess,
             0x81 => PutShardOk,
             0x82 => GetShardOk,
             0x83 => HeadOk,
@@ -147,6 +152,7 @@ impl Opcode {
             0x96 => CrrApplyOk,
             0x97 => ChangeSummaryOk,
             0x98 => ListBucketsOk,
+            0x99 => BucketAccessOk,
             0xff => Error,
             _ => return None,
         })

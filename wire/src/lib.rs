@@ -7,6 +7,7 @@
 //! read with zerocopy), then a postcard body of `body_len` bytes, then
 //! `payload_len` raw payload bytes (shard data, never re-encoded).
 
+pub mod access;
 mod codec;
 pub mod crr;
 mod frame;
@@ -30,10 +31,10 @@ pub use frame::{FrameHeader, HeaderError, Opcode, FRAME_HEADER_LEN, MAGIC, PROTO
 pub use ids::{CoreIndex, ShardIndex, StripeIndex, TargetId};
 pub use map::{ClassProfiles, ClusterMap, EcProfile, MapError, MapNode, MapTarget, MapZone, TargetLoc};
 pub use message::{
-    Acl, BucketInfo, ByteRange, CommitOk, CommitVersion, CoreStatus, CreateBucket, DeleteObject, DeleteOk, ErrorBody,
-    ErrorCode, GetBucket, GetMap, GetShard, GetShardOk, Head, HeadOk, List, ListBuckets, ListBucketsOk, ListEntry,
-    ListOk, ListVersions, ListVersionsOk, MapOk, NodeStatus, NodeStatusOk, ObjectMeta, PutShard, PutShardOk, Request,
-    Response, SetMap, StorageClass, TargetStatus,
+    Acl, BucketAccessOk, BucketInfo, ByteRange, CommitOk, CommitVersion, CoreStatus, CreateBucket, DeleteObject,
+    DeleteOk, ErrorBody, ErrorCode, GetBucket, GetBucketAccess, GetMap, GetShard, GetShardOk, Head, HeadOk, List,
+    ListBuckets, ListBucketsOk, ListEntry, ListOk, ListVersions, ListVersionsOk, MapOk, NodeStatus, NodeStatusOk,
+    ObjectMeta, PutShard, PutShardOk, Request, Response, SetBucketAccess, SetMap, StorageClass, TargetStatus,
 };
 pub use placement::{object_hash, Placement, PlacementViolation};
 pub use principal::{valid_principal_name, Principal, PrincipalError, Role, PRINCIPAL_NAME_MAX, PRINCIPAL_URI_PREFIX};

@@ -17,7 +17,8 @@ pub enum StorageClass {
     InfrequentAccess,
 }
 
-/// Who may read and write an object besides its owner.
+/// A canned ACL (S3's `x-amz-acl` values): who may read and write a
+/// bucket or an object besides its owner. Rules in [`crate::access`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Acl {
     /// The owner only.
@@ -27,6 +28,12 @@ pub enum Acl {
     PublicRead,
     /// Anyone may read and write.
     PublicReadWrite,
+    /// Every authenticated principal may read (on a bucket: list).
+    AuthenticatedRead,
+    /// The object's bucket owner may read it too.
+    BucketOwnerRead,
+    /// The object's bucket owner has full control of it too.
+    BucketOwnerFullControl,
 }
 
 /// The metadata record of one object version. Stored next to its shards on
@@ -356,6 +363,38 @@ pub struct ListBucketsOk {
     pub truncated: bool,
 }
 
+/// Set a bucket's canned ACL and policy on one target. Clients send it to
+/// every target (as they create buckets); each target keeps the settings
+/// with the newest stamp.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetBucketAccess {
+    /// Target.
+    pub target: TargetId,
+    /// Bucket.
+    pub bucket: String,
+    /// The new settings.
+    pub access: crate::access::BucketAccess,
+}
+
+/// Read a bucket's canned ACL and policy from one target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetBucketAccess {
+    /// Target.
+    pub target: TargetId,
+    /// Bucket.
+    pub bucket: String,
+}
+
+/// Answer to [`SetBucketAccess`] and [`GetBucketAccess`]: the settings
+/// the target holds now (newer ones win over a set).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketAccessOk {
+    /// The bucket's owner.
+    pub owner: String,
+    /// Its settings.
+    pub access: crate::access::BucketAccess,
+}
+
 /// Read a bucket's settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetBucket {
@@ -480,6 +519,8 @@ pub enum Request {
     CrrApply(crate::crr::CrrApply),
     ChangeSummary(crate::crr::ChangeSummary),
     ListBuckets(ListBuckets),
+    SetBucketAccess(SetBucketAccess),
+    GetBucketAccess(GetBucketAccess),
 }
 
 /// Every response.
@@ -507,5 +548,6 @@ pub enum Response {
     CrrApplyOk(crate::crr::CrrApplyOk),
     ChangeSummaryOk(crate::crr::ChangeSummaryOk),
     ListBucketsOk(ListBucketsOk),
+    BucketAccessOk(BucketAccessOk),
     Error(ErrorBody),
 }

@@ -201,7 +201,32 @@ fn requests() -> Vec<(&'static str, Request, u64)> {
             Request::ListBuckets(ListBuckets { target: TargetId(3), after: Some("logs".into()), limit: 200 }),
             0,
         ),
+        (
+            "set_bucket_access",
+            Request::SetBucketAccess(SetBucketAccess {
+                target: TargetId(3),
+                bucket: "photos".into(),
+                access: access(),
+            }),
+            0,
+        ),
+        (
+            "get_bucket_access",
+            Request::GetBucketAccess(GetBucketAccess { target: TargetId(3), bucket: "photos".into() }),
+            0,
+        ),
     ]
+}
+
+fn access() -> tessera_wire::access::BucketAccess {
+    let doc = r#"{"Statement":[{"Sid":"team","Effect":"Allow","Principal":{"Tessera":["user:bob"]},
+        "Action":["get","list"],"Resource":["photos","photos/shared/*"]},
+        {"Effect":"Deny","Principal":"*","Action":"delete","Resource":"photos/*"}]}"#;
+    tessera_wire::access::BucketAccess {
+        acl: Acl::PublicRead,
+        policy: Some(tessera_wire::access::Policy::from_json("photos", doc).expect("golden policy")),
+        stamp: VersionId(0x0102_0304_0506_0708_090a),
+    }
 }
 
 fn responses() -> Vec<(&'static str, Response, u64)> {
@@ -341,6 +366,7 @@ fn responses() -> Vec<(&'static str, Response, u64)> {
             Response::ListBucketsOk(ListBucketsOk { buckets: vec![bucket_info()], truncated: true }),
             0,
         ),
+        ("bucket_access_ok", Response::BucketAccessOk(BucketAccessOk { owner: "alice".into(), access: access() }), 0),
     ]
 }
 

@@ -38,6 +38,9 @@ pub(crate) const FLOORS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("f
 pub(crate) const CORRUPT: TableDefinition<&[u8], u64> = TableDefinition::new("corrupt");
 /// Buckets: name → postcard(BucketInfo).
 pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+/// Bucket ACLs and policies: name → postcard(BucketAccess). A bucket with
+/// no row is private with no policy.
+pub(crate) const ACCESS: TableDefinition<&str, &[u8]> = TableDefinition::new("bucket_access");
 /// Segment table: segment → postcard(SegInfo).
 pub(crate) const SEGMENTS: TableDefinition<u32, &[u8]> = TableDefinition::new("segments");
 /// Engine state: "checkpoint" → postcard(Checkpoint).
@@ -106,6 +109,8 @@ pub(crate) enum Applied {
         removed: bool,
     },
     Bucket(BucketInfo),
+    /// The access settings the bucket has now.
+    Access(tessera_wire::access::BucketAccess),
     /// A corrupt mark was recorded (or the shard was already gone).
     Marked,
 }
@@ -285,6 +290,23 @@ pub(crate) fn apply(
             changelog::set_cursor(txn, *pg, rule, cursor)?;
             Ok(Applied::Marked)
         }
+        RecordBody::Access { bucket, access } => {
+            if txn.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
+                return Err(EngineError::NoSuchBucket { bucket: bucket.clone() });
+            }
+            let mut t = txn.open_table(ACCESS)?;
+            let existing: Option<tessera_wire::access::BucketAccess> = match t.get(bucket.as_str())? {
+                Some(v) => Some(decode("bucket access", v.value())?),
+                None => None,
+            };
+            match existing {
+                Some(e) if e.stamp >= access.stamp => Ok(Applied::Access(e)),
+                _ => {
+                    t.insert(bucket.as_str(), encode(access)?.as_slice())?;
+                    Ok(Applied::Access(access.clone()))
+                }
+            }
+        }
         RecordBody::Bucket { info } => {
             let mut buckets = txn.open_table(BUCKETS)?;
             let existing: Option<BucketInfo> = match buckets.get(info.name.as_str())? {
@@ -386,6 +408,19 @@ impl Reader {
         match t.get(name)? {
             Some(v) => Ok(Some(decode("bucket", v.value())?)),
             None => Ok(None),
+        }
+    }
+
+    /// A bucket's ACL and policy (private and none when never set).
+    pub(crate) fn access(&self, name: &str) -> Result<tessera_wire::access::BucketAccess, EngineError> {
+        let t = match self.txn.open_table(ACCESS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Default::default()),
+            Err(e) => return Err(e.into()),
+        };
+        match t.get(name)? {
+            Some(v) => decode("bucket access", v.value()),
+            None => Ok(Default::default()),
         }
     }
 

@@ -91,6 +91,8 @@ pub(crate) enum RecordBody {
     Corrupt { bucket: String, key: String, version: VersionId, stripe: StripeIndex, shard: ShardIndex },
     /// A replication rule's progress in a placement group.
     CrrCursor { pg: u32, rule: String, cursor: tessera_wire::crr::RuleCursor },
+    /// A bucket's ACL and policy (kept if newer than the index's).
+    Access { bucket: String, access: tessera_wire::access::BucketAccess },
 }
 
 /// The fixed part of a record header, decoded.

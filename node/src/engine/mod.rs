@@ -560,6 +560,32 @@ impl Engine {
         }
     }
 
+    /// Record a bucket's ACL and policy; an older stamp than the one held
+    /// changes nothing. Answers the settings held afterwards.
+    pub async fn set_access(
+        &self,
+        bucket: &str,
+        access: tessera_wire::access::BucketAccess,
+    ) -> Result<tessera_wire::access::BucketAccess, EngineError> {
+        let reader = Reader::new(&self.inner.db)?;
+        reader.require_bucket(bucket)?;
+        let held = reader.access(bucket)?;
+        drop(reader);
+        if held.stamp >= access.stamp {
+            return Ok(held);
+        }
+        match self.write_metadata_record(RecordBody::Access { bucket: bucket.to_owned(), access }).await? {
+            Applied::Access(a) => Ok(a),
+            other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
+        }
+    }
+
+    /// A bucket's settings and its ACL and policy, in one read.
+    pub fn bucket_access(&self, name: &str) -> Result<(BucketInfo, tessera_wire::access::BucketAccess), EngineError> {
+        let reader = Reader::new(&self.inner.db)?;
+        Ok((reader.require_bucket(name)?, reader.access(name)?))
+    }
+
     /// A bucket's settings.
     pub fn bucket(&self, name: &str) -> Result<BucketInfo, EngineError> {
         Reader::new(&self.inner.db)?.bucket(name)?.ok_or_else(|| EngineError::NoSuchBucket { bucket: name.to_owned() })
