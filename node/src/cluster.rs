@@ -275,5 +275,6 @@ pub fn standalone_map(cfg: &NodeConfig) -> ClusterMap {
             }],
         }],
         crr: Vec::new(),
+        crr_in: Vec::new(),
     }
 }

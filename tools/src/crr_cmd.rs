@@ -1,11 +1,13 @@
-//! `tessera crr add | ls | rm | status`: cross-region replication rules,
+//! `tessera crr add | rm | allow | disallow | ls | status`: cross-region
+//! replication rules (outbound: what this region sends; inbound: what it
+//! takes),
 //! kept in the region's cluster map (so every node has the same rules,
 //! versioned by epoch), and their progress gathered from every node.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use tessera_client::{Client, ClientError};
-use tessera_wire::crr::{CrrOps, CrrRule, RuleProgress};
+use tessera_wire::crr::{CrrInbound, CrrOps, CrrRule, RuleProgress};
 use tessera_wire::StorageClass;
 
 /// Replication subcommands.
@@ -44,7 +46,30 @@ pub(crate) enum CrrCmd {
         #[arg(long, default_value_t = 0)]
         bandwidth_mib_s: u32,
     },
-    /// List the rules.
+    /// Let peer region FROM replicate into BUCKET of this region (a
+    /// replica into a bucket no inbound rule names is refused).
+    Allow {
+        /// The sending region.
+        #[arg(long)]
+        from: String,
+        /// The bucket here that takes its changes.
+        #[arg(long)]
+        bucket: String,
+        /// Also take changes FROM forwards from a third region.
+        #[arg(long)]
+        relay: bool,
+    },
+    /// Remove an inbound rule: FROM's changes into BUCKET are refused
+    /// from the next map on.
+    Disallow {
+        /// The sending region.
+        #[arg(long)]
+        from: String,
+        /// The bucket here.
+        #[arg(long)]
+        bucket: String,
+    },
+    /// List the rules (outbound, then inbound).
     Ls,
     /// Remove a rule (changes not yet shipped for it are dropped from the
     /// logs once no other rule needs them).
@@ -141,6 +166,33 @@ pub(crate) async fn run(c: &Client, cmd: CrrCmd) -> Result<bool, ClientError> {
                     r.bandwidth_mib_s
                 );
             }
+            if !map.crr_in.is_empty() {
+                println!();
+                println!("{:<16} {:<16} {:<6}", "FROM", "INTO-BUCKET", "RELAY");
+                for r in &map.crr_in {
+                    println!("{:<16} {:<16} {:<6}", r.from_region, r.dest_bucket, if r.relay { "yes" } else { "no" });
+                }
+            }
+        }
+        CrrCmd::Allow { from, bucket, relay } => {
+            c.bucket(&bucket).await?;
+            match map.crr_in.iter_mut().find(|r| r.from_region == from && r.dest_bucket == bucket) {
+                Some(r) if r.relay == relay => {
+                    println!("already allowed: {from} -> {bucket}{}", if relay { " (relays)" } else { "" });
+                    return Ok(true);
+                }
+                Some(r) => r.relay = relay,
+                None => map.crr_in.push(CrrInbound { from_region: from, dest_bucket: bucket, relay }),
+            }
+            push(c, &mut map).await?;
+        }
+        CrrCmd::Disallow { from, bucket } => {
+            let before = map.crr_in.len();
+            map.crr_in.retain(|r| !(r.from_region == from && r.dest_bucket == bucket));
+            if map.crr_in.len() == before {
+                return Err(ClientError::Config { detail: format!("no inbound rule from {from} into {bucket}") });
+            }
+            push(c, &mut map).await?;
         }
         CrrCmd::Rm { id } => {
             let before = map.crr.len();

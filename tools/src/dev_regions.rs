@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use tessera_client::VersionHeld;
-use tessera_wire::crr::{CrrOps, CrrRule};
+use tessera_wire::crr::{CrrInbound, CrrOps, CrrRule};
 use tessera_wire::ClusterMap;
 
 use crate::dev::{create_region, start_node, stop_all, wait_up, DevArgs};
@@ -73,6 +73,9 @@ fn create(dir: &Path, args: &DevArgs, n: usize) -> anyhow::Result<Vec<ClusterMap
         bandwidth_mib_s: 0,
     });
     maps[0].validate()?;
+    // r2 takes what r1 sends into demo (and nothing else).
+    maps[1].crr_in.push(CrrInbound { from_region: "r1".into(), dest_bucket: "demo".into(), relay: false });
+    maps[1].validate()?;
     for (i, map) in maps.iter().enumerate() {
         let rdir = dir.join(region_name(i));
         std::fs::write(rdir.join("map.toml"), map.to_toml()?)?;
@@ -191,6 +194,9 @@ pub(crate) async fn run(args: &DevArgs, dir: &Path, n: usize, signals: &mut crat
                 "  replication rule {}: {} -> {}/{} ({:?}, back-fill {})",
                 r.id, r.bucket, r.dest_region, r.dest_bucket, r.ops, r.backfill
             );
+        }
+        for (m, r) in maps.iter().flat_map(|m| m.crr_in.iter().map(move |r| (m, r))) {
+            println!("  {} takes replicas from {} into {}", m.region, r.from_region, r.dest_bucket);
         }
         if !args.no_demo && clients.len() >= 2 {
             demo(&clients[0], &clients[1]).await.context("replication demo")?;

@@ -247,6 +247,8 @@ fn add_rule(r: &Regions, from: &str, id: &str, bucket: &str, to: &str, extra: &[
     args.extend_from_slice(extra);
     let out = r.admin_cli(from, &args);
     assert!(out.contains("installed on every node"), "{out}");
+    let out = r.admin_cli(to, &["crr", "allow", "--from", from, "--bucket", bucket]);
+    assert!(out.contains("installed on every node"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,6 +266,7 @@ async fn steady_load_replicates_every_change_exactly() {
     let file = r.dir.join("probe.txt");
     std::fs::write(&file, b"acl and origin travel").unwrap();
     r.cli("r1", &["put", "--acl", "public-read", "--content-type", "text/plain", file.to_str().unwrap(), "vers/probe"]);
+    r.cli("r1", &["put", file.to_str().unwrap(), "vers/private-probe"]);
     let (a, b) = tokio::join!(
         load(&c1, "vers", seed, "v", 400, Duration::from_secs(20)),
         load(&c1, "plain", seed ^ 7, "p", 400, Duration::from_secs(20))
@@ -282,6 +285,49 @@ async fn steady_load_replicates_every_change_exactly() {
             && stat.contains("text/plain"),
         "{stat}"
     );
+    // Owner and ACL are enforced at the destination: another user of r2
+    // reads the public-read replica and is refused the private one.
+    let tls2 = r.region("r2").join("tls");
+    let (bc, bk) = (tls2.join("bob.pem"), tls2.join("bob.key"));
+    let bob = tessera_wire::Principal::new(tessera_wire::Role::User, "bob").unwrap();
+    tessera_node::tls::issue_dev_identity(&tls2, &bob, &bc, &bk).unwrap();
+    let bob2 = Client::connect(ClientConfig::load(&r.region("r2").join("client.toml")).unwrap().with_identity(bc, bk))
+        .await
+        .unwrap();
+    let public = bob2.get("vers", "probe", Default::default()).await.unwrap().bytes().await.unwrap();
+    assert_eq!(public, b"acl and origin travel");
+    match bob2.get("vers", "private-probe", Default::default()).await {
+        Err(tessera_client::ClientError::AccessDenied { detail }) => {
+            assert!(detail.contains("user:bob") && detail.contains("dev's with ACL private"), "{detail}")
+        }
+        other => panic!("bob read a private replica in r2: {:?}", other.map(|_| ())),
+    }
+    // A rule the destination did not allow ships nothing: every replica
+    // is refused, the source's status says why, and allowing it there
+    // lets the change through.
+    bucket(&c1, "unasked", false).await;
+    bucket(&c2, "unasked", false).await;
+    let out = r.admin_cli(
+        "r1",
+        &["crr", "add", "--id", "pushy", "--bucket", "unasked", "--dest-region", "r2", "--dest-bucket", "unasked"],
+    );
+    assert!(out.contains("installed on every node"), "{out}");
+    c1.put("unasked", "k", b"not wanted yet".to_vec()).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = r.admin_cli("r1", &["crr", "status"]);
+        if status.contains("pushy") && status.contains("no inbound rule") {
+            assert!(status.contains("crr allow --from r1 --bucket unasked"), "{status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the refusal never showed in crr status:\n{status}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(c2.head("unasked", "k", None).await.is_err(), "a replica went into a bucket nobody allowed");
+    let allowed = r.admin_cli("r2", &["crr", "allow", "--from", "r1", "--bucket", "unasked"]);
+    assert!(allowed.contains("installed on every node"), "{allowed}");
+    assert!(r.cli("r2", &["crr", "ls"]).contains("r1               unasked"), "crr ls shows the inbound rule");
+    converge(&c1, &c2, "unasked", "r1", Duration::from_secs(60)).await;
     // Listing (latest versions) agrees as well.
     for b in ["vers", "plain"] {
         assert_eq!(r.cli("r1", &["ls", "--long", b]), r.cli("r2", &["ls", "--long", b]), "ls {b}");

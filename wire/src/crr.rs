@@ -104,6 +104,59 @@ impl CrrRule {
     }
 }
 
+/// Replication this region accepts: changes from peer region
+/// `from_region` into bucket `dest_bucket` (`tessera crr allow`). The
+/// sending region's rule says what it sends; this says what the
+/// destination takes, so a trusted peer cannot write into any bucket it
+/// names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrrInbound {
+    /// The sending peer region (the region its certificate's CA names).
+    pub from_region: String,
+    /// The bucket of this region the changes may be applied to.
+    pub dest_bucket: String,
+    /// Also take changes first made in a third region that `from_region`
+    /// forwards (a chain r1 -> r2 -> r3); without it, a change's origin
+    /// must be the sender.
+    #[serde(default)]
+    pub relay: bool,
+}
+
+impl CrrInbound {
+    /// Check names; `region` is the map's own region.
+    pub fn validate(&self, region: &str) -> Result<(), String> {
+        if self.from_region.is_empty() || self.from_region.len() > CRR_NAME_BYTES_MAX {
+            return Err(format!("crr_in: from_region must be 1..={CRR_NAME_BYTES_MAX} bytes"));
+        }
+        if self.from_region == region {
+            return Err(format!("crr_in: from_region {region} is this region"));
+        }
+        crate::validate_bucket_name(&self.dest_bucket)
+            .map_err(|e| format!("crr_in from {}: dest_bucket: {e}", self.from_region))
+    }
+}
+
+/// Whether this region takes a change that peer region `sender` sends
+/// into `dest_bucket`, first made in region `origin`: an inbound rule
+/// names the sender and the bucket, and the origin is the sender unless
+/// the rule allows relays. The error says which rule would be needed.
+pub fn inbound_allows(rules: &[CrrInbound], sender: &str, origin: &str, dest_bucket: &str) -> Result<(), String> {
+    let Some(rule) = rules.iter().find(|r| r.from_region == sender && r.dest_bucket == dest_bucket) else {
+        return Err(format!(
+            "region {sender} may not replicate into bucket {dest_bucket}: this region's map has no inbound rule for \
+             it (an admin here runs: tessera crr allow --from {sender} --bucket {dest_bucket})"
+        ));
+    };
+    if origin != sender && !rule.relay {
+        return Err(format!(
+            "region {sender} forwarded a change first made in region {origin} into bucket {dest_bucket}: the \
+             inbound rule from {sender} takes only its own changes (tessera crr allow --relay to take forwarded ones)"
+        ));
+    }
+    Ok(())
+}
+
 /// What happened to a version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ChangeKind {
@@ -534,6 +587,17 @@ mod tests {
         assert!(!creates.wants("src", &change("logs/a", ChangeKind::Purge { committed: true }, None)), "and purges");
         assert!(!all.wants("src", &change("logs/a", put, Some("r2"))), "no echo to the origin");
         assert!(all.wants("src", &change("logs/a", put, Some("r3"))), "forwarded to a third region");
+        let rules = [
+            CrrInbound { from_region: "r1".into(), dest_bucket: "logs".into(), relay: false },
+            CrrInbound { from_region: "r2".into(), dest_bucket: "logs".into(), relay: true },
+        ];
+        assert!(inbound_allows(&rules, "r1", "r1", "logs").is_ok());
+        assert!(inbound_allows(&rules, "r1", "r1", "photos")
+            .expect_err("refused")
+            .contains("crr allow --from r1 --bucket photos"));
+        assert!(inbound_allows(&rules, "r3", "r3", "logs").expect_err("refused").contains("no inbound rule"));
+        assert!(inbound_allows(&rules, "r1", "r3", "logs").expect_err("refused").contains("--relay"));
+        assert!(inbound_allows(&rules, "r2", "r3", "logs").is_ok(), "relays when the rule says so");
     }
 
     #[test]

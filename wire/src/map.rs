@@ -116,6 +116,10 @@ pub struct ClusterMap {
     /// Cross-region replication rules (`tessera crr add`).
     #[serde(default)]
     pub crr: Vec<crate::crr::CrrRule>,
+    /// Replication this region accepts from peer regions (`tessera crr
+    /// allow`); a peer's change into any other bucket is refused.
+    #[serde(default)]
+    pub crr_in: Vec<crate::crr::CrrInbound>,
 }
 
 /// Why a map was refused.
@@ -256,6 +260,15 @@ impl ClusterMap {
             rule.validate(&self.region).map_err(|e| self.invalid(e))?;
             if !rule_ids.insert(rule.id.as_str()) {
                 return Err(self.invalid(format!("crr rule id {:?} is used twice", rule.id)));
+            }
+        }
+        let mut inbound = BTreeSet::new();
+        for rule in &self.crr_in {
+            rule.validate(&self.region).map_err(|e| self.invalid(e))?;
+            if !inbound.insert((rule.from_region.as_str(), rule.dest_bucket.as_str())) {
+                return Err(
+                    self.invalid(format!("crr_in from {} into {} is listed twice", rule.from_region, rule.dest_bucket))
+                );
             }
         }
         let shard_max = crate::limits::SHARD_BYTES_MAX;
@@ -422,6 +435,7 @@ impl ClusterMap {
             classes: ClassProfiles::default(),
             zones,
             crr: Vec::new(),
+            crr_in: Vec::new(),
         }
     }
 }

@@ -1,8 +1,12 @@
 //! The replication endpoint: where peer regions send their changes. Mutual
 //! TLS names the sending region (a certificate no peer's CA issued never
-//! completes the handshake); each change is applied through this region's
-//! normal quorum write path with its version id and metadata kept, so
-//! applying the same change twice is a no-op.
+//! completes the handshake); a change is taken only into a bucket this
+//! region's map lets that peer replicate into (`crr_in`, see
+//! `tessera_wire::crr::inbound_allows`), and is applied through this
+//! region's normal quorum write path with its version id and metadata
+//! kept, so applying the same change twice is a no-op. A stream that goes
+//! silent (before its request is whole, or mid-payload) is dropped after
+//! the `[crr] timeout_ms`.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -27,6 +31,21 @@ pub(crate) struct Endpoint {
     pub(crate) trust: Arc<PeerTrust>,
     pub(crate) region: String,
     pub(crate) metrics: Arc<NodeMetrics>,
+    /// This region's map: its inbound rules decide what peers may send.
+    pub(crate) map: Arc<crate::cluster::MapState>,
+    /// How long a stream may stay silent.
+    pub(crate) idle: std::time::Duration,
+}
+
+impl Endpoint {
+    /// Whether `peer` may send a change first made in `origin` into
+    /// `dest_bucket`, by this region's current map; the refusal if not.
+    fn admits(&self, peer: &str, origin: &str, dest_bucket: &str) -> Option<Response> {
+        let map = self.map.map();
+        let why = tessera_wire::crr::inbound_allows(&map.crr_in, peer, origin, dest_bucket).err()?;
+        tracing::info!(%peer, %origin, %dest_bucket, %why, "replica refused");
+        Some(error(ErrorCode::AccessDenied, why))
+    }
 }
 
 /// Accept peer connections forever.
@@ -74,8 +93,15 @@ fn client_error(e: &ClientError) -> Response {
 
 async fn stream(ep: Rc<Endpoint>, peer: String, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
     let mut raw = [0u8; FRAME_HEADER_LEN];
-    if recv.read_exact(&mut raw).await.is_err() {
-        return;
+    match tokio::time::timeout(ep.idle, recv.read_exact(&mut raw)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return,
+        Err(_) => {
+            tracing::debug!(%peer, "replication stream idle; dropped");
+            let _ = recv.stop(1u8.into());
+            let _ = send.reset(1u8.into());
+            return;
+        }
     }
     let (resp, id) = match FrameHeader::decode(&raw) {
         Err(e) => (error(ErrorCode::BadRequest, e), 0),
@@ -84,11 +110,18 @@ async fn stream(ep: Rc<Endpoint>, peer: String, mut send: quinn::SendStream, mut
             let body_len = header.body_len.get();
             debug_assert!(body_len <= BODY_BYTES_MAX);
             let mut body = vec![0u8; body_len as usize];
-            let resp = match recv.read_exact(&mut body).await {
-                Err(e) => error(ErrorCode::BadRequest, format!("frame body truncated: {e}")),
-                Ok(()) => match decode_request(opcode, &body) {
+            let resp = match tokio::time::timeout(ep.idle, recv.read_exact(&mut body)).await {
+                Err(_) => error(
+                    ErrorCode::BadRequest,
+                    format!("frame body of {body_len} bytes did not arrive within {} ms", ep.idle.as_millis()),
+                ),
+                Ok(Err(e)) => error(ErrorCode::BadRequest, format!("frame body truncated: {e}")),
+                Ok(Ok(())) => match decode_request(opcode, &body) {
                     Err(e) => error(ErrorCode::BadRequest, e),
-                    Ok(Request::CrrHave(h)) => have(&ep, h).await,
+                    Ok(Request::CrrHave(h)) => match ep.admits(&peer, &peer, &h.dest_bucket) {
+                        Some(refusal) => refusal,
+                        None => have(&ep, h).await,
+                    },
                     Ok(Request::CrrApply(a)) => apply(&ep, &peer, a, header.payload_len.get(), &mut recv).await,
                     Ok(_) => error(
                         ErrorCode::BadRequest,
@@ -157,6 +190,9 @@ async fn apply(ep: &Endpoint, peer: &str, a: CrrApply, payload_len: u64, recv: &
     if a.origin == ep.region {
         return error(ErrorCode::BadRequest, format!("change from region {} came back to it (an echo)", a.origin));
     }
+    if let Some(refusal) = ep.admits(peer, &a.origin, &a.dest_bucket) {
+        return refusal;
+    }
     let result = match a.op {
         CrrOp::Purge { key, version, supersedes } => {
             purge(ep, &a.dest_bucket, &key, version, supersedes, &a.origin).await
@@ -182,7 +218,7 @@ async fn apply(ep: &Endpoint, peer: &str, a: CrrApply, payload_len: u64, recv: &
             match held {
                 Ok(VersionHeld::Committed(_) | VersionHeld::Purged) => Ok(false),
                 Ok(VersionHeld::Absent) => {
-                    let source = (&mut *recv).take(payload_len);
+                    let source = super::idle::IdleLimit::new(&mut *recv, ep.idle).take(payload_len);
                     match ep.client.put_replica(&a.dest_bucket, &meta, None, source).await {
                         Ok(_) => Ok(true),
                         // Deleted here for good: the copy is not wanted.

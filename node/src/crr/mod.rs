@@ -4,6 +4,7 @@
 //! region's targets through the ordinary client, like repair does.
 
 mod endpoint;
+mod idle;
 mod ship;
 mod streamer;
 
@@ -63,10 +64,11 @@ pub(crate) fn start(
         let region = map.map().region.clone();
         let metrics = metrics.clone();
         let client_cfg = client_cfg.clone();
+        let (ep_map, idle) = (map.clone(), Duration::from_millis(crr.timeout_ms));
         tokio::task::spawn_local(async move {
             let client = connect(client_cfg, "replication endpoint").await;
             tracing::info!(%listen, %region, "replication endpoint serving");
-            let ep = Rc::new(endpoint::Endpoint { client, trust, region, metrics });
+            let ep = Rc::new(endpoint::Endpoint { client, trust, region, metrics, map: ep_map, idle });
             endpoint::serve(ep, endpoint).await;
         });
     }
