@@ -166,6 +166,11 @@ fn admit(
     Ok(pending)
 }
 
+/// The engine found no such object, version or shard.
+fn absent(e: &EngineError) -> bool {
+    matches!(e, EngineError::NoSuchKey { .. } | EngineError::NoSuchShard { .. } | EngineError::NotPrepared { .. })
+}
+
 /// A refusal for a read that `pending` (the bucket's settings) does not
 /// allow once the engine has answered: from the object's owner and ACL
 /// when found, as "no such object" when the engine found none (only those
@@ -471,8 +476,17 @@ async fn serve_one(
             Err(r) => r,
             Ok(engine) => {
                 let got = engine.get_shard(&g.bucket, &g.key, g.version, g.stripe, g.shard, g.range).await;
+                // A version may hold no copy of this shard here (an empty
+                // shard of a tiny object): its metadata still decides.
+                let held = match &got {
+                    Err(e) if pending.is_some() && absent(e) => {
+                        engine.view(&g.bucket, &g.key, Some(g.version), &[]).ok().and_then(|h| h.meta)
+                    }
+                    _ => None,
+                };
                 let object = match &got {
                     Ok(read) => Ok(Some(&read.meta)),
+                    Err(e) if absent(e) => Ok(held.as_ref()),
                     Err(e) => Err(e),
                 };
                 match refuse_read(pending.as_ref(), who, object) {

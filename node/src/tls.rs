@@ -285,6 +285,55 @@ pub fn issue_dev_cert(ca_dir: &Path, uris: &[String], cert: &Path, key: &Path) -
     issue_uris(&issuer, uris, &[], cert, key)
 }
 
+/// Issue a client certificate for `who`, valid for `days` from today, with
+/// any region CA (`ca_cert`, `ca_key`: PEM files; a CA made by `tessera dev`,
+/// by Ansible's PKI role or by an operator's own tools). The key is made
+/// here and written mode 0600; the certificate names exactly one principal.
+pub fn issue_identity(
+    ca_cert: &Path,
+    ca_key: &Path,
+    who: &Principal,
+    days: u32,
+    cert: &Path,
+    key: &Path,
+) -> Result<(), DevCertError> {
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca_key)?)?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(ca_cert)?, ca_key)?;
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or_default() as i64;
+    let k = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, format!("tessera {}", who.uri()));
+    params.subject_alt_names.push(rcgen::SanType::URI(rcgen::string::Ia5String::try_from(who.uri())?));
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    // From yesterday (clocks differ a little), for `days` days.
+    let (y, m, d) = civil_date(today - 1);
+    params.not_before = rcgen::date_time_ymd(y, m, d);
+    let (y, m, d) = civil_date(today + i64::from(days.max(1)));
+    params.not_after = rcgen::date_time_ymd(y, m, d);
+    let c = params.signed_by(&k, &issuer)?;
+    std::fs::write(cert, c.pem())?;
+    write_private(key, &k.serialize_pem())?;
+    Ok(())
+}
+
+/// (year, month, day) of a day counted from 1970-01-01 (Howard Hinnant's
+/// days-to-civil algorithm).
+fn civil_date(days: i64) -> (i32, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y as i32, m as u8, d as u8)
+}
+
 fn issue(
     issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
     who: &Principal,

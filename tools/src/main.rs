@@ -1,6 +1,7 @@
 //! `tessera`: the command-line client (buckets and objects) and `tessera dev`.
 
 mod access_cmd;
+mod admin_cmd;
 mod civil;
 mod crr_cmd;
 mod dev;
@@ -170,6 +171,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: repair_cmd::RepairCmd,
     },
+    /// Administration: `admin cert issue NAME` makes a client identity
+    /// from the region's CA.
+    Admin {
+        #[command(subcommand)]
+        cmd: admin_cmd::AdminCmd,
+    },
     /// Cross-region replication rules: `add`, `ls`, `rm ID`, `status`.
     Crr {
         #[command(subcommand)]
@@ -275,6 +282,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let info =
                 c.create_bucket(&bucket, tessera_client::BucketOptions { versioned, ..Default::default() }).await?;
             println!("bucket {} ready{}", info.name, if info.versioned { " (versioned)" } else { "" });
+        }
+        Cmd::Admin { cmd } => {
+            let config = cli
+                .config
+                .ok_or_else(|| CliError::Usage("no client config: pass --config FILE or set TESSERA_CONFIG".into()))?;
+            admin_cmd::run(&config, cmd)?
         }
         Cmd::Acl { bucket, canned } => access_cmd::acl(&client(cli.config).await?, &bucket, canned.as_deref()).await?,
         Cmd::Policy { bucket, set, delete } => {
@@ -550,11 +563,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tessera: {e}");
-            if let CliError::Client(ClientError::AccessDenied { .. }) = e {
-                eprintln!(
-                    "tessera: this config acts as the principal named above; operator commands need an admin \
-                     identity (tessera dev writes DIR/admin.toml; see docs/security.md)"
-                );
+            if let CliError::Client(ClientError::AccessDenied { detail }) = &e {
+                if detail.contains("only admins") || detail.contains("only this region's nodes") {
+                    eprintln!(
+                        "tessera: this config acts as the principal named above; operator commands need an admin \
+                         identity (tessera dev writes DIR/admin.toml; see docs/security.md)"
+                    );
+                } else {
+                    eprintln!(
+                        "tessera: owners share: tessera acl and tessera policy (a bucket), put --acl (an object); see docs/security.md"
+                    );
+                }
             }
             ExitCode::from(e.code())
         }
