@@ -26,7 +26,7 @@
 //! create, whatever the request said; nodes keep the owner of the data
 //! they copy (repair, replication).
 
-use tessera_wire::access::{decide, Action, BucketAccess, Subject};
+use tessera_wire::access::{decide, Action, Subject};
 use tessera_wire::{Acl, Principal, Request, Role, TargetId};
 
 /// Who may send a request, from least to most trusted.
@@ -221,10 +221,8 @@ pub(crate) fn bound_by_acls(who: &Principal) -> bool {
 /// A bucket's owner and access settings, kept for a decision that needs
 /// the object (reads decide once the engine has found it).
 pub(crate) struct Pending {
-    pub(crate) bucket: String,
     pub(crate) key: String,
-    pub(crate) owner: String,
-    pub(crate) access: BucketAccess,
+    pub(crate) settings: std::rc::Rc<crate::engine::BucketSettings>,
 }
 
 impl Pending {
@@ -232,9 +230,9 @@ impl Pending {
     /// target has no such object).
     pub(crate) fn decide_read(&self, who: &Principal, object: Option<(&str, Acl)>) -> Result<(), String> {
         let subject = Subject {
-            bucket: &self.bucket,
-            bucket_owner: &self.owner,
-            access: &self.access,
+            bucket: &self.settings.info.name,
+            bucket_owner: &self.settings.info.owner,
+            access: &self.settings.access,
             key: Some(&self.key),
             object,
         };
@@ -248,16 +246,19 @@ impl Pending {
 pub(crate) fn decide_bucket(
     who: &Principal,
     action: Action,
-    bucket: &str,
     key: Option<&str>,
-    owner: &str,
-    access: BucketAccess,
+    settings: std::rc::Rc<crate::engine::BucketSettings>,
 ) -> Result<Option<Pending>, String> {
     if action == Action::Get {
-        let key = key.unwrap_or_default().to_owned();
-        return Ok(Some(Pending { bucket: bucket.to_owned(), key, owner: owner.to_owned(), access }));
+        return Ok(Some(Pending { key: key.unwrap_or_default().to_owned(), settings }));
     }
-    let subject = Subject { bucket, bucket_owner: owner, access: &access, key, object: None };
+    let subject = Subject {
+        bucket: &settings.info.name,
+        bucket_owner: &settings.info.owner,
+        access: &settings.access,
+        key,
+        object: None,
+    };
     decide(who, action, &subject).map(|_| None)
 }
 

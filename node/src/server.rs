@@ -142,7 +142,7 @@ fn admit(
         return Ok(None);
     };
     let Some(engine) = ctx.engines.get(&target) else { return Ok(None) };
-    let Ok((info, access)) = engine.bucket_access(bucket) else { return Ok(None) };
+    let Ok(settings) = engine.bucket_access(bucket) else { return Ok(None) };
     // A version still being written is its writer's to commit or purge;
     // committing a delete marker is a delete.
     let unfinished = match &*request {
@@ -162,7 +162,7 @@ fn admit(
             }
         }
     }
-    let pending = crate::authz::decide_bucket(who, action, bucket, key, &info.owner, access).map_err(denied)?;
+    let pending = crate::authz::decide_bucket(who, action, key, settings).map_err(denied)?;
     Ok(pending)
 }
 
@@ -608,9 +608,10 @@ async fn serve_one(
         Request::GetBucketAccess(a) => match engine_for(a.target) {
             Err(r) => r,
             Ok(engine) => match engine.bucket_access(&a.bucket) {
-                Ok((info, access)) => {
-                    Response::BucketAccessOk(tessera_wire::BucketAccessOk { owner: info.owner, access })
-                }
+                Ok(s) => Response::BucketAccessOk(tessera_wire::BucketAccessOk {
+                    owner: s.info.owner.clone(),
+                    access: s.access.clone(),
+                }),
                 Err(e) => engine_error(&e),
             },
         },

@@ -162,6 +162,19 @@ pub struct EngineStats {
     pub checkpoints: u64,
 }
 
+/// Most buckets whose settings an engine keeps in memory.
+const SETTINGS_CACHED_MAX: usize = 4_096;
+
+/// A bucket's record and its ACL and policy: what authorizing a request in
+/// it needs.
+#[derive(Debug)]
+pub struct BucketSettings {
+    /// The bucket record (owner, versioning).
+    pub info: BucketInfo,
+    /// Its canned ACL and policy.
+    pub access: tessera_wire::access::BucketAccess,
+}
+
 /// One target's engine. Cheap to clone (an `Rc`).
 #[derive(Clone)]
 pub struct Engine {
@@ -169,6 +182,11 @@ pub struct Engine {
 }
 
 pub(crate) struct Inner {
+    /// Buckets' records and access settings as authorization reads them on
+    /// every request; emptied of a bucket when either changes (only this
+    /// engine writes them), and whole when it grows past
+    /// [`SETTINGS_CACHED_MAX`].
+    settings: RefCell<std::collections::HashMap<String, Rc<BucketSettings>>>,
     cfg: EngineConfig,
     file: File,
     io: Io,
@@ -554,7 +572,10 @@ impl Engine {
             }
             return Err(EngineError::BucketExists { bucket: info.name });
         }
-        match self.write_metadata_record(RecordBody::Bucket { info }).await? {
+        let name = info.name.clone();
+        let applied = self.write_metadata_record(RecordBody::Bucket { info }).await;
+        self.inner.settings.borrow_mut().remove(&name);
+        match applied? {
             Applied::Bucket(b) => Ok(b),
             other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
         }
@@ -574,16 +595,28 @@ impl Engine {
         if held.stamp >= access.stamp {
             return Ok(held);
         }
-        match self.write_metadata_record(RecordBody::Access { bucket: bucket.to_owned(), access }).await? {
+        let applied = self.write_metadata_record(RecordBody::Access { bucket: bucket.to_owned(), access }).await;
+        self.inner.settings.borrow_mut().remove(bucket);
+        match applied? {
             Applied::Access(a) => Ok(a),
             other => Err(EngineError::Index(format!("unexpected apply result {other:?}"))),
         }
     }
 
-    /// A bucket's settings and its ACL and policy, in one read.
-    pub fn bucket_access(&self, name: &str) -> Result<(BucketInfo, tessera_wire::access::BucketAccess), EngineError> {
+    /// A bucket's record and its ACL and policy, from memory after the
+    /// first read (authorization asks on every request).
+    pub fn bucket_access(&self, name: &str) -> Result<Rc<BucketSettings>, EngineError> {
+        if let Some(s) = self.inner.settings.borrow().get(name) {
+            return Ok(s.clone());
+        }
         let reader = Reader::new(&self.inner.db)?;
-        Ok((reader.require_bucket(name)?, reader.access(name)?))
+        let s = Rc::new(BucketSettings { info: reader.require_bucket(name)?, access: reader.access(name)? });
+        let mut cache = self.inner.settings.borrow_mut();
+        if cache.len() >= SETTINGS_CACHED_MAX {
+            cache.clear();
+        }
+        cache.insert(name.to_owned(), s.clone());
+        Ok(s)
     }
 
     /// A bucket's settings.

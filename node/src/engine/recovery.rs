@@ -245,6 +245,7 @@ pub(super) async fn open(cfg: EngineConfig, io: Io, pool: BufPool) -> Result<Eng
         queue: RefCell::default(),
         queue_notify: Notify::new(),
         readers: RefCell::new(vec![0; segment_count]),
+        settings: RefCell::new(std::collections::HashMap::new()),
         checkpoint_lsn: Cell::new(0),
         last_checkpoint: Cell::new(Instant::now()),
         failed: RefCell::new(None),

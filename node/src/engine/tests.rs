@@ -850,12 +850,13 @@ fn bucket_access_keeps_the_newest_stamp_across_crashes() {
     incarnation(Backend::Uring, &cfg, async |e: Engine| {
         assert!(matches!(e.set_access("b1", older.clone()).await, Err(EngineError::NoSuchBucket { .. })));
         e.create_bucket(bucket("b1", false)).await.expect("bucket");
-        assert_eq!(e.bucket_access("b1").expect("read").1, BucketAccess::default());
+        assert_eq!(e.bucket_access("b1").expect("read").access, BucketAccess::default());
         assert_eq!(e.set_access("b1", newer.clone()).await.expect("set"), newer);
         assert_eq!(e.set_access("b1", older.clone()).await.expect("late set"), newer, "an older stamp changed it");
+        assert_eq!(e.bucket_access("b1").expect("read from memory").access, newer, "the cache saw the change");
     });
     incarnation(Backend::Psync, &cfg, async |e: Engine| {
-        assert_eq!(e.bucket_access("b1").expect("read after crash").1, newer);
+        assert_eq!(e.bucket_access("b1").expect("read after crash").access, newer);
     });
     let _ = std::fs::remove_dir_all(dir);
 }
