@@ -319,19 +319,10 @@ pub fn issue_identity(
     Ok(())
 }
 
-/// (year, month, day) of a day counted from 1970-01-01 (Howard Hinnant's
-/// days-to-civil algorithm).
+/// (year, month, day) of a day counted from 1970-01-01, as rcgen takes it.
 fn civil_date(days: i64) -> (i32, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y as i32, m as u8, d as u8)
+    let (y, m, d) = tessera_wire::civil_from_days(days);
+    (i32::try_from(y).unwrap_or(i32::MAX), m, d)
 }
 
 fn issue(

@@ -40,4 +40,4 @@ pub use placement::{object_hash, Placement, PlacementViolation};
 pub use principal::{valid_principal_name, Principal, PrincipalError, Role, PRINCIPAL_NAME_MAX, PRINCIPAL_URI_PREFIX};
 pub use quorum::{bucket_rule_holds, Geometry, ShardState, WriteStep, WriteTracker};
 pub use validate::{validate_bucket_name, validate_key, validate_new_bucket_name, ValidationError};
-pub use version::{Hlc, VersionId};
+pub use version::{civil_from_days, Hlc, VersionId};

@@ -100,6 +100,22 @@ impl Hlc {
     }
 }
 
+/// The civil (proleptic Gregorian) date of a day counted from 1970-01-01,
+/// as (year, month 1-12, day 1-31), after Howard Hinnant's days-to-civil
+/// algorithm: for printing version times and certificate dates without a
+/// time-zone database.
+pub fn civil_from_days(days: i64) -> (i64, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m as u8, d as u8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
