@@ -182,7 +182,7 @@ fn refuse_read(
 ) -> Option<Response> {
     let object = match found {
         Ok(meta) => meta.map(|m| (m.owner.as_str(), m.acl)),
-        Err(EngineError::NoSuchKey { .. } | EngineError::NoSuchShard { .. } | EngineError::NotPrepared { .. }) => None,
+        Err(e) if absent(e) => None,
         Err(_) => return None,
     };
     let why = pending?.decide_read(who, object).err()?;

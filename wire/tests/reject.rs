@@ -214,3 +214,35 @@ fn mutated_bodies_never_panic() {
         let _ = decode_body(opcode, &body);
     }
 }
+
+/// A bucket policy that arrives encoded (not through the JSON parser) is
+/// held to the same rules: resources in its own bucket, in normal form,
+/// within the limits.
+#[test]
+fn a_policy_outside_the_rules_is_refused_on_decode() {
+    use tessera_wire::access::{Action, BucketAccess, Effect, Policy, Statement, Who};
+    let statement = |resource: &str, who: Who| Statement {
+        sid: None,
+        effect: Effect::Allow,
+        who,
+        actions: vec![Action::Get],
+        resources: vec![resource.into()],
+    };
+    let cases = [
+        (vec![statement("other/*", Who::Anyone)], "not in bucket"),
+        (vec![statement("arn:aws:s3:::bkt/*", Who::Anyone)], "normal form"),
+        (vec![statement("bkt/*", Who::Named(vec!["alice".into()]))], "normal form"),
+        (vec![statement("bkt/a*b", Who::Anyone)], "may only end"),
+        (vec![], "1 to 16 statements"),
+        ((0..17).map(|_| statement("bkt/*", Who::Anyone)).collect(), "1 to 16 statements"),
+    ];
+    for (statements, why) in cases {
+        let access = BucketAccess { policy: Some(Policy { statements }), ..Default::default() };
+        let req = Request::SetBucketAccess(SetBucketAccess { target: TargetId(0), bucket: "bkt".into(), access });
+        let f = encode_frame(1, &req, 0, 1).expect("encode");
+        match decode_request(Opcode::SetBucketAccess, &f[FRAME_HEADER_LEN..]) {
+            Err(e @ DecodeError::BadPolicy { .. }) => assert!(e.to_string().contains(why), "{e}"),
+            other => panic!("want a refusal saying {why:?}, got {other:?}"),
+        }
+    }
+}
