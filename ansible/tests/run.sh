@@ -64,12 +64,16 @@ c "$a1" mb photos >/dev/null
 echo "== doors: a certificate of another region's CA is refused; metrics need the region's token"
 sed -e "s|/pki/a/admin|/pki/b/admin|g" "$dir/client-$a1.toml" >"$dir/stranger.toml"
 if out=$("$bin" --config "$dir/stranger.toml" ls 2>&1); then fail "region b's admin got into region a: $out"; fi
-echo "$out" | grep -q "certificate" || fail "a foreign certificate was refused without saying so: $out"
+grep -q "certificate" <<<"$out" || fail "a foreign certificate was refused without saying so: $out"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://$a1:9400/metrics")
 [ "$code" = 401 ] || fail "GET /metrics without the token answered $code"
-curl -sf -H "Authorization: Bearer $(head -1 "$dir/pki/a/metrics.token")" "http://$a1:9400/metrics" | grep -q '^tessera_' \
-    || fail "GET /metrics with the region's token gave no metrics"
-curl -sf "http://$a1:9400/health" | grep -q ok || fail "GET /health needs no token"
+# Read whole, then search: `curl | grep -q` fails under pipefail when grep
+# stops reading before curl has written everything (SIGPIPE).
+metrics=$(curl -sf -H "Authorization: Bearer $(head -1 "$dir/pki/a/metrics.token")" "http://$a1:9400/metrics") \
+    || fail "GET /metrics with the region's token failed"
+grep -q '^tessera_' <<<"$metrics" || fail "GET /metrics with the region's token gave no metrics"
+health=$(curl -sf "http://$a1:9400/health") || fail "GET /health needs no token"
+grep -q ok <<<"$health" || fail "GET /health answered $health"
 c "$b1" mb photos >/dev/null
 for i in 1 2 3; do head -c $((i * 700001)) /dev/urandom >"$dir/obj$i"; c "$a1" put "$dir/obj$i" "photos/obj$i" >/dev/null; done
 [ "$(c "$a1" ls --json photos | grep -c '"key":')" = 3 ] || fail "ls does not list the 3 objects"
@@ -87,13 +91,13 @@ replicated() {
     done
 }
 echo "== replication a -> b (rule from the inventory)"
-c "$a1" crr ls | grep -q '^photos-to-b ' || fail "the inventory's rule is not in region a's map"
+grep -q '^photos-to-b ' <<<"$(c "$a1" crr ls)" || fail "the inventory's rule is not in region a's map"
 replicated obj1 obj2 obj3
 
 echo "== a rule added by hand (replaced by the inventory's on the next run, below)"
 c "$a2" mb scratch >/dev/null
 c "$a2" crr add --id by-hand --bucket scratch --dest-region b --dest-bucket photos >/dev/null
-c "$a2" crr ls | grep -q '^by-hand ' || fail "tessera crr add did not add the rule"
+grep -q '^by-hand ' <<<"$(c "$a2" crr ls)" || fail "tessera crr add did not add the rule"
 
 echo "== zone z1 stopped: reads still served"
 docker stop a-z1-h1 a-z1-h2 >/dev/null
@@ -103,8 +107,8 @@ docker start a-z1-h1 a-z1-h2 >/dev/null
 
 echo "== site.yml after the zone came back: nodes restarted, the hand-made rule replaced"
 play "$here/playbooks/site.yml" >"$dir/site3.log" 2>&1 || { tail -40 "$dir/site3.log"; fail "site.yml after the zone came back"; }
-c "$a2" crr ls | grep -q '^by-hand ' && fail "site.yml left the hand-made rule in the map"
-c "$a2" crr ls | grep -q '^photos-to-b ' || fail "site.yml lost the inventory's rule"
+grep -q '^by-hand ' <<<"$(c "$a2" crr ls)" && fail "site.yml left the hand-made rule in the map"
+grep -q '^photos-to-b ' <<<"$(c "$a2" crr ls)" || fail "site.yml lost the inventory's rule"
 
 echo "== rolling upgrade of region a under load"
 "$bench" --config="$dir/client-$a2.toml" --eta=never --output-format=json --output="$dir/load.json" \
