@@ -45,13 +45,15 @@ pub(crate) async fn head_round(
         let addr = view.addr(target)?;
         let req =
             Request::Head(Head { target, bucket: bucket.into(), key: key.into(), version, exclude: exclude.to_vec() });
-        set.spawn(head_one(client.clone(), addr, req, view.map.epoch));
+        let (c, epoch, zone) = (client.clone(), view.map.epoch, view.locs.get(&target).map(|l| l.zone));
+        set.spawn(async move { (zone, head_one(c, addr, req, epoch).await) });
     }
     let hedge = Duration::from_millis(client.inner.cfg.hedge_ms);
     let deadline = Instant::now() + Duration::from_millis(client.inner.cfg.request_timeout_ms);
     let mut answers = Vec::new();
     let mut errors = Vec::new();
     let mut quorum_at: Option<Instant> = None;
+    let mut missing_zones = std::collections::BTreeSet::new();
     while !set.is_empty() {
         let limit = match quorum_at {
             Some(t) => (t + hedge).min(deadline),
@@ -61,14 +63,24 @@ pub(crate) async fn head_round(
         match next {
             Err(_) => break,
             Ok(None) => break,
-            Ok(Some(Ok(Ok(h)))) => answers.push(h),
+            Ok(Some(Ok((_, Ok(h))))) => answers.push(h),
+            // A target whose zone was down when the bucket was made may
+            // not know it yet (creation holds under the zone rule): "no
+            // such bucket" is believed once two zones say it, as
+            // `Client::bucket` does.
+            Ok(Some(Ok((zone, Err(e @ ClientError::NoSuchBucket { .. }))))) => {
+                missing_zones.insert(zone);
+                if missing_zones.len() >= 2 || view.map.zones.len() < 2 {
+                    return Err(e);
+                }
+                errors.push(e.to_string());
+            }
             // Answers, not absences: a refusal is the node's word on who
             // may read (every target holds the same settings).
-            Ok(Some(Ok(Err(
-                e
-                @ (ClientError::NoSuchBucket { .. } | ClientError::StaleMap { .. } | ClientError::AccessDenied { .. }),
-            )))) => return Err(e),
-            Ok(Some(Ok(Err(e)))) => errors.push(e.to_string()),
+            Ok(Some(Ok((_, Err(e @ (ClientError::StaleMap { .. } | ClientError::AccessDenied { .. })))))) => {
+                return Err(e)
+            }
+            Ok(Some(Ok((_, Err(e))))) => errors.push(e.to_string()),
             Ok(Some(Err(e))) => errors.push(e.to_string()),
         }
         if quorum_at.is_none() && answers.len() >= quorum {
