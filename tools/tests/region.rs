@@ -96,6 +96,31 @@ async fn losing_any_zone_right_after_the_ack_loses_nothing() {
         // ... and until `c` stops skipping them as recently failed.
         tokio::time::sleep(Duration::from_millis(region.client_config().down_ms + 200)).await;
     }
+    // A bucket made while a zone is down holds (the zone gets it later);
+    // once the zone is back, its targets do not know the bucket yet, and a
+    // read must not take their "no such bucket" for the region's word.
+    region.stop_zone("z1");
+    c.create_bucket("late", Default::default()).await.unwrap();
+    region.start_zone("z1");
+    let admin = region.admin().await;
+    for (_, addr) in c.node_addrs().into_iter().filter(|(n, _)| n.starts_with("z1")) {
+        while admin.node_status(addr).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(region.client_config().down_ms + 200)).await;
+    // Nothing was written since: z1's targets still lack the bucket.
+    match c.head("late", "k", None).await {
+        Err(ClientError::NoSuchKey { .. }) => {}
+        other => panic!("a key never written, in a bucket z1 missed: {other:?}"),
+    }
+    c.put("late", "k", b"made with z1 down".to_vec()).await.unwrap();
+    let got = c.get("late", "k", GetOptions::default()).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got, b"made with z1 down");
+    match c.get("never-made", "k", GetOptions::default()).await {
+        Err(ClientError::NoSuchBucket { .. }) => {}
+        other => panic!("a bucket no zone knows: {:?}", other.map(|_| ())),
+    }
 }
 
 /// Writers race on the same keys while readers read them: readers only
