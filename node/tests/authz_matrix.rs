@@ -142,6 +142,7 @@ async fn every_operation_by_every_principal_on_every_kind_of_bucket() {
     let settings = [Setting::Private, Setting::PublicRead, Setting::PolicyGrant, Setting::ExplicitDeny];
 
     // The owner makes one bucket per setting and one object per cell.
+    let mut settings_set = Vec::new();
     for s in settings {
         let b = bucket_name(s);
         owner.create_bucket(b, Default::default()).await.unwrap();
@@ -164,8 +165,9 @@ async fn every_operation_by_every_principal_on_every_kind_of_bucket() {
         };
         let policy = policy.map(|j| Policy::from_json(b, &j).unwrap());
         let bucket_acl = if s == Setting::PublicRead { Acl::PublicRead } else { Acl::Private };
-        let set = owner.set_bucket_access(b, bucket_acl, policy).await.unwrap();
+        let set = owner.set_bucket_access(b, bucket_acl, policy.clone()).await.unwrap();
         assert!(set.behind.is_empty(), "{set:?}");
+        settings_set.push((b, bucket_acl, policy));
     }
 
     let mut mismatches = Vec::new();
@@ -201,6 +203,12 @@ async fn every_operation_by_every_principal_on_every_kind_of_bucket() {
         }
     }
     assert!(mismatches.is_empty(), "{} cells wrong:\n{}", mismatches.len(), mismatches.join("\n"));
+    // Refused ACL and policy changes changed nothing (allowed ones re-set
+    // the same settings).
+    for (b, acl, policy) in settings_set {
+        let now = admin.bucket_access(b).await.unwrap();
+        assert_eq!((now.access.acl, now.access.policy), (acl, policy), "{b}: settings changed");
+    }
 
     // A peer region's principal gets nothing on a node port, whatever the
     // bucket says.
