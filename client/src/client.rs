@@ -137,6 +137,14 @@ pub(crate) fn now_ms() -> u64 {
 /// Reads of the latest version that find it replaced try this many times.
 const GET_ATTEMPTS: u32 = 8;
 
+/// Whether targets saying "no such bucket" from `zones_saying` zones are
+/// the region's word: a zone that was down when a bucket was made may not
+/// know it yet (creation holds under the zone rule), so one zone is not
+/// enough where there are two or more.
+pub(crate) fn bucket_absence_believed(zones_saying: usize, zones_in_map: usize) -> bool {
+    zones_saying >= 2 || zones_in_map < 2
+}
+
 pub(crate) fn unexpected(request: &'static str, got: Response) -> ClientError {
     ClientError::UnexpectedReply { request, got: format!("{got:?}").chars().take(200).collect() }
 }
@@ -496,7 +504,7 @@ impl Client {
                 Err(e @ ClientError::NoSuchBucket { .. }) => {
                     missing.push(target);
                     missing_zones.insert(view.locs.get(&target).map(|l| l.zone));
-                    if missing_zones.len() >= 2 || view.map.zones.len() < 2 {
+                    if bucket_absence_believed(missing_zones.len(), view.map.zones.len()) {
                         return Err(e);
                     }
                     last = Some(e);

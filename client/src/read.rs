@@ -70,7 +70,7 @@ pub(crate) async fn head_round(
             // `Client::bucket` does.
             Ok(Some(Ok((zone, Err(e @ ClientError::NoSuchBucket { .. }))))) => {
                 missing_zones.insert(zone);
-                if missing_zones.len() >= 2 || view.map.zones.len() < 2 {
+                if crate::client::bucket_absence_believed(missing_zones.len(), view.map.zones.len()) {
                     return Err(e);
                 }
                 errors.push(e.to_string());
