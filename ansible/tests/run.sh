@@ -53,8 +53,8 @@ echo "== the client against the deployed region (from outside, over the bridge)"
 ip_of() { grep -A1 "$1:" "$dir/hosts-added.yml" | sed -n 's/.*ansible_host: //p'; }
 a1=$(ip_of a-z1-h1) a2=$(ip_of a-z2-h1) a3=$(ip_of a-z3-h1) b1=$(ip_of b-z1-h1)
 for ip in "$a1" "$a2" "$a3"; do
-    printf 'endpoint = "%s:7400"\nserver_name = "tessera-a"\nca_cert = "%s/pki/a/ca.pem"\ncert = "%s/pki/a/admin.pem"\nkey = "%s/pki/a/admin.key"\n' \
-        "$ip" "$dir" "$dir" "$dir" >"$dir/client-$ip.toml"
+    printf 'endpoint = "%s:7400"\nserver_name = "tessera-a"\nca_cert = "%s/pki/a/ca.pem"\ncert = "%s/pki/a/admin.pem"\nkey = "%s/pki/a/admin.key"\nmap_key = "%s/pki/a/map-signing.key"\n' \
+        "$ip" "$dir" "$dir" "$dir" "$dir" >"$dir/client-$ip.toml"
 done
 printf 'endpoint = "%s:7400"\nserver_name = "tessera-b"\nca_cert = "%s/pki/b/ca.pem"\ncert = "%s/pki/b/admin.pem"\nkey = "%s/pki/b/admin.key"\n' \
     "$b1" "$dir" "$dir" "$dir" >"$dir/client-$b1.toml"
@@ -74,6 +74,20 @@ metrics=$(curl -sf -H "Authorization: Bearer $(head -1 "$dir/pki/a/metrics.token
 grep -q '^tessera_' <<<"$metrics" || fail "GET /metrics with the region's token gave no metrics"
 health=$(curl -sf "http://$a1:9400/health") || fail "GET /health needs no token"
 grep -q ok <<<"$health" || fail "GET /health answered $health"
+echo "== doors: the map-signing key stays on the controller; a map signed by another key is refused"
+for h in a-z1-h1 a-z2-h1 b-z1-h1; do
+    found=$(docker exec "$h" find / -xdev -name 'map-signing.key' 2>/dev/null || true)
+    [ -z "$found" ] || fail "the map-signing key is on $h: $found"
+done
+"$bin" admin map key --out "$dir/rogue" >/dev/null
+docker exec a-z2-h1 cat /etc/tessera/map.ansible.toml >"$dir/rogue/map.toml"
+held=$(sed -n 's/^epoch = //p' "$dir/rogue/map.toml")
+sed -i "s/^epoch = .*/epoch = $((held + 1))/" "$dir/rogue/map.toml"
+"$bin" admin map sign "$dir/rogue/map.toml" --key "$dir/rogue/map-signing.key" >/dev/null
+grep -v '^map_key' "$dir/client-$a1.toml" >"$dir/rogue/admin.toml"
+if out=$("$bin" --config "$dir/rogue/admin.toml" push-map "$dir/rogue/map.toml" 2>&1); then fail "a map signed by a rogue key was taken: $out"; fi
+grep -q "which this node does not trust" <<<"$out" || fail "a rogue map was refused without saying why: $out"
+[ "$(docker exec a-z2-h1 sed -n 's/^epoch = //p' /etc/tessera/map.toml)" = "$held" ] || fail "a refused map changed a node's map"
 c "$b1" mb photos >/dev/null
 for i in 1 2 3; do head -c $((i * 700001)) /dev/urandom >"$dir/obj$i"; c "$a1" put "$dir/obj$i" "photos/obj$i" >/dev/null; done
 [ "$(c "$a1" ls --json photos | grep -c '"key":')" = 3 ] || fail "ls does not list the 3 objects"

@@ -216,7 +216,7 @@ impl Client {
             _ => {
                 if report.cached_epoch != Some(fetched.map.epoch) {
                     if let Some(cache) = &cache {
-                        cache.store(&fetched.map);
+                        cache.store(&fetched);
                     }
                 }
                 report.answered_by = Some(by);
@@ -284,6 +284,11 @@ impl Client {
         }
     }
 
+    /// The settings this client was made with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.cfg
+    }
+
     /// The cluster map this client places requests by.
     pub fn view(&self) -> Arc<MapView> {
         match self.inner.view.read() {
@@ -318,7 +323,7 @@ impl Client {
         if epoch > current.map.epoch {
             tracing::info!(from = current.map.epoch, to = epoch, "cluster map refreshed");
             if let Some(cache) = &self.inner.cache {
-                cache.store(&best.map);
+                cache.store(&best);
             }
             match self.inner.view.write() {
                 Ok(mut v) => *v = Arc::new(best),
@@ -333,9 +338,32 @@ impl Client {
     /// harmless (configuration management re-runs it until every node has
     /// it); a node holding a newer epoch refuses, since someone changed the
     /// map since this one was made.
+    ///
+    /// The map is signed with the config's `map_key`; without one the
+    /// push fails before any node is asked.
     pub async fn push_map(&self, map: &tessera_wire::ClusterMap) -> Result<PushReport, ClientError> {
+        let mut signed = tessera_wire::SignedMap::unsigned(map.clone())?;
+        let Some(path) = &self.inner.cfg.map_key else {
+            return Err(ClientError::Config {
+                detail: format!(
+                    "this config names no map_key, and nodes take only signed maps: add map_key = \"PATH\" (the \
+                     region's map-signing key) to the admin's config, or sign the file first with `tessera admin map \
+                     sign` (map epoch {})",
+                    map.epoch
+                ),
+            });
+        };
+        crate::MapSigner::load(path)?.sign(&mut signed);
+        self.push_signed_map(&signed).await
+    }
+
+    /// Push a map that carries its signature already (a map file signed
+    /// where the key is kept, e.g. by `tessera admin map sign`); see
+    /// [`Client::push_map`].
+    pub async fn push_signed_map(&self, signed: &tessera_wire::SignedMap) -> Result<PushReport, ClientError> {
+        let map = &signed.map;
         map.validate()?;
-        let bytes = map.to_postcard()?;
+        let bytes = signed.to_wire();
         let mut report = PushReport::default();
         for zone in &map.zones {
             for node in &zone.nodes {
@@ -829,8 +857,7 @@ pub(crate) async fn fetch_map(transport: &Transport, addr: SocketAddr) -> Result
         });
     }
     let bytes = transport.read_payload(&mut reply, addr).await?;
-    let map = tessera_wire::ClusterMap::from_postcard(&bytes)?;
-    MapView::new(map)
+    MapView::from_signed(tessera_wire::SignedMap::from_wire(&bytes)?)
 }
 
 /// What the nodes of a pushed map did with it ([`Client::push_map`]).

@@ -52,6 +52,12 @@ pub struct ClientConfig {
     /// PEM private key of `cert` (keep it mode 0600).
     #[serde(default)]
     pub key: Option<PathBuf>,
+    /// PEM private key that signs cluster maps this config pushes (admin
+    /// configs: `tessera push-map`, `tessera crr add`, ...). Nodes take
+    /// only maps signed by a key their `map_keys` trust. Keep it mode 0600,
+    /// and only where maps are made.
+    #[serde(default)]
+    pub map_key: Option<PathBuf>,
     /// Stripes one transfer keeps in flight (bounds memory to about this
     /// many stripes per upload or download). Default 4.
     #[serde(default = "default_in_flight")]
@@ -189,6 +195,7 @@ impl ClientConfig {
             ca_cert,
             cert: None,
             key: None,
+            map_key: None,
             stripes_in_flight: default_in_flight(),
             owner: default_owner(),
             request_timeout_ms: default_timeout_ms(),
@@ -224,7 +231,7 @@ impl ClientConfig {
             if cfg.ca_cert.is_relative() {
                 cfg.ca_cert = dir.join(&cfg.ca_cert);
             }
-            for p in [cfg.cert.as_mut(), cfg.key.as_mut()].into_iter().flatten() {
+            for p in [cfg.cert.as_mut(), cfg.key.as_mut(), cfg.map_key.as_mut()].into_iter().flatten() {
                 if p.is_relative() {
                     *p = dir.join(&*p);
                 }

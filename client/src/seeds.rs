@@ -213,7 +213,8 @@ impl MapCache {
             tracing::warn!(path = %self.path.display(), "map copy too large; ignored");
             return None;
         }
-        let parsed = tessera_wire::ClusterMap::from_postcard(&bytes).map_err(ClientError::from).and_then(MapView::new);
+        let parsed =
+            tessera_wire::SignedMap::from_wire(&bytes).map_err(ClientError::from).and_then(MapView::from_signed);
         match parsed {
             Ok(v) => Some(v),
             Err(e) => {
@@ -224,14 +225,14 @@ impl MapCache {
     }
 
     /// Replace the copy (atomically: a reader sees the old or the new).
-    pub(crate) fn store(&self, map: &tessera_wire::ClusterMap) {
-        if let Err(e) = self.try_store(map) {
+    pub(crate) fn store(&self, view: &MapView) {
+        if let Err(e) = self.try_store(view) {
             tracing::debug!(path = %self.path.display(), error = %e, "map copy not written");
         }
     }
 
-    fn try_store(&self, map: &tessera_wire::ClusterMap) -> Result<(), String> {
-        let bytes = map.to_postcard().map_err(|e| e.to_string())?;
+    fn try_store(&self, view: &MapView) -> Result<(), String> {
+        let bytes = view.signed().map_err(|e| e.to_string())?.to_wire();
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));

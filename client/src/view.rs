@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use tessera_wire::{ClusterMap, Geometry, Placement, StorageClass, TargetId, TargetLoc};
+use tessera_wire::{ClusterMap, Geometry, MapSignature, Placement, SignedMap, StorageClass, TargetId, TargetLoc};
 
 use crate::ClientError;
 
@@ -17,6 +17,9 @@ pub struct MapView {
     pub placement: Placement,
     /// Where every target is.
     pub locs: BTreeMap<TargetId, TargetLoc>,
+    /// The signature the map came with (a node passes it on when it takes
+    /// the map from the region: nodes take only signed maps).
+    pub signature: Option<MapSignature>,
 }
 
 impl MapView {
@@ -26,7 +29,21 @@ impl MapView {
         let placement = Placement::build(&map)
             .map_err(|e| ClientError::Unavailable { detail: format!("map epoch {} does not place: {e}", map.epoch) })?;
         let locs = map.targets();
-        Ok(MapView { map, placement, locs })
+        Ok(MapView { map, placement, locs, signature: None })
+    }
+
+    /// Build the view of a map received with its signature.
+    pub fn from_signed(signed: SignedMap) -> Result<MapView, ClientError> {
+        let mut v = MapView::new(signed.map)?;
+        v.signature = signed.signature;
+        Ok(v)
+    }
+
+    /// The map with the signature it came with, as a node takes it.
+    pub fn signed(&self) -> Result<SignedMap, ClientError> {
+        let mut s = SignedMap::unsigned(self.map.clone())?;
+        s.signature = self.signature;
+        Ok(s)
     }
 
     /// Address of the core owning a target.

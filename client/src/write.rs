@@ -629,7 +629,12 @@ pub(crate) async fn put(
 /// was never committed anywhere, so no reader can have seen it.
 fn abort(client: &Client, view: &MapView, bucket: &str, key: &str, version: VersionId) {
     let (client, bucket, key) = (client.clone(), bucket.to_owned(), key.to_owned());
-    let view = Arc::new(MapView { map: view.map.clone(), placement: view.placement.clone(), locs: view.locs.clone() });
+    let view = Arc::new(MapView {
+        map: view.map.clone(),
+        placement: view.placement.clone(),
+        locs: view.locs.clone(),
+        signature: view.signature,
+    });
     tokio::spawn(async move {
         if let Err(e) = client.purge(&view, &bucket, &key, version, None).await {
             tracing::debug!(error = %e, %version, "abort of a failed write left shards for the sweeper");

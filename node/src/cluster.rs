@@ -1,13 +1,16 @@
 //! The node's copy of the cluster map: loaded at start, replaced by newer
-//! maps pushed with SetMap (and written back to the map file, atomically),
-//! read by every core. The hot path reads only the epoch, an atomic.
+//! maps pushed with SetMap or learned from the region (and written back to
+//! the map file, atomically, the replaced one kept beside it), read by
+//! every core. The hot path reads only the epoch, an atomic. Every map the
+//! node takes, including its own file, must be signed by a key `map_keys`
+//! trusts.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use tessera_wire::{ClassProfiles, ClusterMap, EcProfile, MapNode, MapTarget, MapZone, TargetId};
+use tessera_wire::{ClassProfiles, ClusterMap, EcProfile, MapKey, MapNode, MapTarget, MapZone, SignedMap, TargetId};
 
 use crate::config::NodeConfig;
 
@@ -48,6 +51,17 @@ pub enum MapStateError {
         /// The bound.
         max: u64,
     },
+    /// The node's settings are invalid.
+    #[error("node config: {0}")]
+    Config(String),
+    /// The map file cannot be used.
+    #[error("cluster map file {path}: {detail}")]
+    File {
+        /// File.
+        path: PathBuf,
+        /// What was wrong.
+        detail: String,
+    },
     /// Two different maps with one epoch.
     #[error(
         "two different maps have epoch {epoch}: this node's (postcard crc32c {held:08x}) and the pushed one \
@@ -73,8 +87,16 @@ pub enum MapStateError {
 
 struct Current {
     map: Arc<ClusterMap>,
+    /// The postcard bytes the signature covers (what two maps of one
+    /// epoch are compared by).
+    postcard: Arc<Vec<u8>>,
+    /// What GetMap sends: the postcard bytes and the signature trailer.
     encoded: Arc<Vec<u8>>,
 }
+
+/// Replaced maps kept beside the map file (`map.toml.epoch-N`), for an
+/// operator recovering from a bad map (`tessera admin map recover`).
+pub const MAP_HISTORY_KEPT: usize = 8;
 
 /// The node's map, shared by its cores.
 pub struct MapState {
@@ -86,6 +108,8 @@ pub struct MapState {
     targets: Vec<(TargetId, u16)>,
     /// Placement of the current map, built on first use per epoch.
     placement: RwLock<Option<(u64, Arc<tessera_wire::Placement>)>>,
+    /// Keys whose signature a map must carry.
+    trusted: Vec<MapKey>,
 }
 
 impl MapState {
@@ -94,25 +118,37 @@ impl MapState {
         let ports: Vec<u16> = (0..cfg.core_count()).map(|c| cfg.base_port + c).collect();
         let mut targets: Vec<(TargetId, u16)> = cfg.targets.iter().map(|t| (TargetId(t.id), t.core)).collect();
         targets.sort();
-        let map = match &cfg.map {
+        let trusted = cfg.trusted_map_keys().map_err(|e| MapStateError::Config(e.to_string()))?;
+        let signed = match &cfg.map {
             Some(path) => {
                 let text =
                     std::fs::read_to_string(path).map_err(|source| MapStateError::Io { path: path.clone(), source })?;
-                ClusterMap::from_toml(&text)?
+                let signed = SignedMap::from_toml(&text)?;
+                tessera_client::verify_map(&signed, &trusted).map_err(|e| MapStateError::File {
+                    path: path.clone(),
+                    detail: format!("{e}; sign the file with `tessera admin map sign`"),
+                })?;
+                signed
             }
-            None => standalone_map(cfg),
+            None => SignedMap::unsigned(standalone_map(cfg))?,
         };
+        let map = signed.map.clone();
         if map.is_single_zone() {
             tracing::warn!(epoch = map.epoch, "the cluster map has one zone: no zone redundancy (development only)");
         }
         let state = MapState {
             epoch: AtomicU64::new(map.epoch),
-            current: RwLock::new(Current { encoded: Arc::new(map.to_postcard()?), map: Arc::new(map.clone()) }),
+            current: RwLock::new(Current {
+                encoded: Arc::new(signed.to_wire()),
+                postcard: Arc::new(signed.postcard),
+                map: Arc::new(map.clone()),
+            }),
             file: cfg.map.clone(),
             node: cfg.node_name.clone(),
             ports,
             targets,
             placement: RwLock::new(None),
+            trusted,
         };
         state.check_matches(&map)?;
         Ok(state)
@@ -176,17 +212,21 @@ impl MapState {
         Ok(())
     }
 
-    /// Adopt a newer map: validate, check it still describes this node,
-    /// write it to the map file, then publish it. The same map again is
+    /// Adopt a newer map: check its signature against `map_keys` (a map
+    /// learned from a peer too: a node never vouches for a map), validate,
+    /// check it still describes this node, write it to the map file
+    /// (keeping the one it replaces), then publish it. The same map again is
     /// a no-op; another map with the node's epoch is refused, naming both.
     /// A `pushed` map (SetMap) may be at most `MAP_EPOCH_STEP_MAX` ahead;
     /// one learned from peers may be any newer epoch.
     pub fn install(&self, bytes: &[u8], pushed: bool) -> Result<u64, MapStateError> {
-        let map = ClusterMap::from_postcard(bytes)?;
+        let signed = SignedMap::from_wire(bytes)?;
+        tessera_client::verify_map(&signed, &self.trusted)?;
+        let map = &signed.map;
         let current = self.epoch();
         if map.epoch == current {
-            let held = crc32c::crc32c(&self.encoded());
-            let theirs = crc32c::crc32c(&map.to_postcard()?);
+            let held = crc32c::crc32c(&self.postcard());
+            let theirs = crc32c::crc32c(&signed.postcard);
             if held == theirs {
                 return Ok(current);
             }
@@ -199,7 +239,7 @@ impl MapState {
         if pushed && map.epoch - current > max {
             return Err(MapStateError::TooFar { pushed: map.epoch, current, max });
         }
-        self.check_matches(&map)?;
+        self.check_matches(map)?;
         let pgs = self.map().placement_groups;
         if map.placement_groups != pgs {
             return Err(MapStateError::Mismatch {
@@ -211,21 +251,60 @@ impl MapState {
                 ),
             });
         }
-        if let Some(path) = &self.file {
-            write_atomically(path, map.to_toml()?.as_bytes())?;
-        }
-        let epoch = map.epoch;
         let mut cur = match self.current.write() {
             Ok(c) => c,
             Err(p) => p.into_inner(),
         };
+        let epoch = map.epoch;
         if epoch <= self.epoch() {
             return Err(MapStateError::NotNewer { pushed: epoch, current: self.epoch() });
         }
-        *cur = Current { encoded: Arc::new(bytes.to_vec()), map: Arc::new(map) };
+        if let Some(path) = &self.file {
+            keep_replaced(path, cur.map.epoch);
+            write_atomically(path, signed.to_toml()?.as_bytes())?;
+        }
+        *cur = Current {
+            encoded: Arc::new(signed.to_wire()),
+            postcard: Arc::new(signed.postcard),
+            map: Arc::new(signed.map),
+        };
         self.epoch.store(epoch, Ordering::Release);
         tracing::info!(epoch, "installed a new cluster map");
         Ok(epoch)
+    }
+
+    fn postcard(&self) -> Arc<Vec<u8>> {
+        match self.current.read() {
+            Ok(c) => c.postcard.clone(),
+            Err(p) => p.into_inner().postcard.clone(),
+        }
+    }
+}
+
+/// Keep the map file about to be replaced as `FILE.epoch-N`, and only the
+/// newest [`MAP_HISTORY_KEPT`] of those. Best effort: losing history never
+/// stops a map change.
+fn keep_replaced(path: &Path, epoch: u64) {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return };
+    let kept = path.with_file_name(format!("{name}.epoch-{epoch}"));
+    if let Err(e) = std::fs::copy(path, &kept) {
+        tracing::warn!(path = %kept.display(), error = %e, "could not keep the replaced cluster map");
+        return;
+    }
+    let Some(dir) = path.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let prefix = format!("{name}.epoch-");
+    let mut old: Vec<(u64, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let n = e.file_name().to_str()?.strip_prefix(&prefix)?.parse::<u64>().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    old.sort();
+    let excess = old.len().saturating_sub(MAP_HISTORY_KEPT);
+    for (_, p) in old.into_iter().take(excess) {
+        let _ = std::fs::remove_file(p);
     }
 }
 
@@ -276,5 +355,95 @@ pub fn standalone_map(cfg: &NodeConfig) -> ClusterMap {
         }],
         crr: Vec::new(),
         crr_in: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A node config with a map file signed by a fresh key, in a new
+    /// directory; the signer, and a stranger's signer.
+    fn setup(name: &str) -> (NodeConfig, tessera_client::MapSigner, tessera_client::MapSigner) {
+        let dir = std::env::temp_dir().join(format!("tessera-mapstate-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ours = crate::tls::write_map_key(&dir.join("map.key"), &dir.join("map.pub")).unwrap();
+        crate::tls::write_map_key(&dir.join("other.key"), &dir.join("other.pub")).unwrap();
+        let cfg: NodeConfig = toml::from_str(&format!(
+            "node_name = \"n1\"\ntls_cert = \"c\"\ntls_key = \"k\"\nca_cert = \"ca\"\ncores = 1\n\
+             map = \"{}\"\nmap_keys = [\"{ours}\"]\n[[targets]]\nid = 1\ncore = 0\npath = \"t\"\ncapacity_bytes = 1048576\n",
+            dir.join("map.toml").display()
+        ))
+        .unwrap();
+        cfg.check().unwrap();
+        let signer = tessera_client::MapSigner::load(&dir.join("map.key")).unwrap();
+        let mut signed = SignedMap::unsigned(standalone_map(&cfg)).unwrap();
+        signer.sign(&mut signed);
+        std::fs::write(dir.join("map.toml"), signed.to_toml().unwrap()).unwrap();
+        (cfg, signer, tessera_client::MapSigner::load(&dir.join("other.key")).unwrap())
+    }
+
+    fn next(state: &MapState, by: Option<&tessera_client::MapSigner>, step: u64) -> Vec<u8> {
+        let mut m = (*state.map()).clone();
+        m.epoch += step;
+        let mut s = SignedMap::unsigned(m).unwrap();
+        if let Some(by) = by {
+            by.sign(&mut s);
+        }
+        s.to_wire()
+    }
+
+    #[test]
+    fn maps_learned_from_peers_need_the_signature_pushed_ones_do() {
+        let (cfg, ours, theirs) = setup("learned");
+        let state = MapState::load(&cfg).unwrap();
+        for pushed in [false, true] {
+            let e = state.install(&next(&state, None, 1), pushed).unwrap_err().to_string();
+            assert!(e.contains("is not signed"), "{e}");
+            let e = state.install(&next(&state, Some(&theirs), 1), pushed).unwrap_err().to_string();
+            assert!(e.contains("does not trust"), "{e}");
+        }
+        assert_eq!(state.epoch(), 1);
+        // Learned maps may jump; pushed ones may not.
+        assert_eq!(state.install(&next(&state, Some(&ours), 5_000), false).unwrap(), 5_001);
+        let e = state.install(&next(&state, Some(&ours), 5_000), true).unwrap_err().to_string();
+        assert!(e.contains("more than 1000 ahead"), "{e}");
+        // The file now holds the signed map: the node starts from it.
+        assert_eq!(MapState::load(&cfg).unwrap().epoch(), 5_001);
+        // And GetMap hands on the signature.
+        let served = SignedMap::from_wire(&state.encoded()).unwrap();
+        assert_eq!(tessera_client::verify_map(&served, &[ours.key()]).unwrap(), ours.key());
+    }
+
+    #[test]
+    fn an_unsigned_or_foreign_map_file_stops_the_node_and_replaced_maps_are_kept() {
+        let (cfg, ours, theirs) = setup("file");
+        let path = cfg.map.clone().unwrap();
+        let state = MapState::load(&cfg).unwrap();
+        for _ in 0..MAP_HISTORY_KEPT + 3 {
+            state.install(&next(&state, Some(&ours), 1), true).unwrap();
+        }
+        let dir = path.parent().unwrap();
+        let mut kept: Vec<u64> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str()?.strip_prefix("map.toml.epoch-")?.parse().ok())
+            .collect();
+        kept.sort();
+        let newest = state.epoch();
+        assert_eq!(kept, ((newest - MAP_HISTORY_KEPT as u64)..newest).collect::<Vec<_>>());
+        let old =
+            SignedMap::from_toml(&std::fs::read_to_string(dir.join(format!("map.toml.epoch-{}", newest - 1))).unwrap());
+        assert_eq!(old.unwrap().map.epoch, newest - 1);
+
+        let mut m = SignedMap::unsigned((*state.map()).clone()).unwrap();
+        std::fs::write(&path, m.to_toml().unwrap()).unwrap();
+        let e = MapState::load(&cfg).err().unwrap().to_string();
+        assert!(e.contains("is not signed") && e.contains("tessera admin map sign"), "{e}");
+        theirs.sign(&mut m);
+        std::fs::write(&path, m.to_toml().unwrap()).unwrap();
+        let e = MapState::load(&cfg).err().unwrap().to_string();
+        assert!(e.contains("does not trust"), "{e}");
     }
 }

@@ -77,6 +77,12 @@ pub struct NodeConfig {
     /// `tessera admin push-map` are written back to this file.
     #[serde(default)]
     pub map: Option<PathBuf>,
+    /// Public keys (`ed25519:<64 hex>`, from `tessera admin map-key new`)
+    /// whose signature a cluster map must carry before this node takes
+    /// it: at start, from a push, or learned from another node. Required
+    /// with `map`; list two while rotating the signing key.
+    #[serde(default)]
+    pub map_keys: Vec<String>,
     /// PEM of the region's CA. It signed the other nodes' certificates
     /// (the node checks them when it asks its peers), and every client
     /// certificate this node admits must chain to it: a connection without
@@ -318,6 +324,14 @@ impl NodeConfig {
         self.cores.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u16).unwrap_or(1))
     }
 
+    /// The parsed `map_keys`.
+    pub fn trusted_map_keys(&self) -> Result<Vec<tessera_wire::MapKey>, ConfigError> {
+        self.map_keys
+            .iter()
+            .map(|k| tessera_wire::MapKey::parse(k).map_err(|e| ConfigError::Invalid(format!("map_keys: {e}"))))
+            .collect()
+    }
+
     /// Check the rules between settings.
     pub fn check(&self) -> Result<(), ConfigError> {
         let cores = self.core_count();
@@ -332,6 +346,14 @@ impl NodeConfig {
         }
         if self.targets.is_empty() {
             return Err(ConfigError::Invalid("no [[targets]] configured".into()));
+        }
+        self.trusted_map_keys()?;
+        if self.map.is_some() && self.map_keys.is_empty() {
+            return Err(ConfigError::Invalid(
+                "map is set but map_keys is empty: list the public key of the region's map-signing key \
+                 (`tessera admin map-key new` prints it), since a node takes only signed maps"
+                    .into(),
+            ));
         }
         let mut ids = std::collections::BTreeSet::new();
         for t in &self.targets {

@@ -155,11 +155,12 @@ fn catch_up(c: &Client, map: &crate::cluster::MapState) {
     if newest.map.epoch <= map.epoch() {
         return;
     }
+    // With the signature it came with: the node checks it as it would a
+    // pushed map's.
     let installed = newest
-        .map
-        .to_postcard()
+        .signed()
         .map_err(|e| e.to_string())
-        .and_then(|b| map.install(&b, false).map_err(|e| e.to_string()));
+        .and_then(|s| map.install(&s.to_wire(), false).map_err(|e| e.to_string()));
     match installed {
         Ok(epoch) => tracing::info!(epoch, "took a newer cluster map from the region"),
         // Raced with a push, or a map that no longer describes this node

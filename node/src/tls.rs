@@ -246,11 +246,13 @@ pub const DEV_NODE: &str = "dev-node";
 /// Write a throwaway CA (`ca.pem`, `ca.key`), a node certificate for
 /// localhost and 127.0.0.1 (`node.pem`, `node.key`; principal
 /// `node:dev-node`), and client identities for an admin (`admin.pem`,
-/// `admin.key`) and a user (`user.pem`, `user.key`) into `dir`, for
-/// `tessera dev` and tests. Keys are mode 0600. Existing files are kept
-/// when all are there. Never use these for a real deployment.
+/// `admin.key`) and a user (`user.pem`, `user.key`), and a map-signing
+/// key (`map.key`, `map.pub`) into `dir`, for `tessera dev` and tests.
+/// Keys are mode 0600. Existing files are kept when all are there. Never
+/// use these for a real deployment.
 pub fn write_dev_certs(dir: &Path) -> Result<(), DevCertError> {
     std::fs::create_dir_all(dir)?;
+    ensure_dev_map_key(dir)?;
     if DEV_FILES.iter().all(|f| dir.join(f).exists()) {
         return Ok(());
     }
@@ -267,6 +269,35 @@ pub fn write_dev_certs(dir: &Path) -> Result<(), DevCertError> {
     let user = Principal { role: Role::User, name: DEV_USER.into() };
     issue(&issuer, &user, &[], &dir.join("user.pem"), &dir.join("user.key"))?;
     Ok(())
+}
+
+/// Make a map-signing key: the private key (PKCS#8 PEM, mode 0600) at
+/// `key`, its public half (`ed25519:<hex>`, what `map_keys` in node.toml
+/// lists) at `public`. Returns the public key.
+pub fn write_map_key(key: &Path, public: &Path) -> Result<tessera_wire::MapKey, DevCertError> {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+    let raw: [u8; 32] = pair
+        .public_key_raw()
+        .try_into()
+        .map_err(|_| DevCertError::Io(std::io::Error::other("Ed25519 public key is not 32 bytes")))?;
+    let id = tessera_wire::MapKey(raw);
+    write_private(key, &pair.serialize_pem())?;
+    std::fs::write(public, format!("{id}\n"))?;
+    Ok(id)
+}
+
+/// Read a public map key file written by [`write_map_key`].
+pub fn read_map_key(public: &Path) -> Result<tessera_wire::MapKey, String> {
+    let text = std::fs::read_to_string(public).map_err(|e| format!("{}: {e}", public.display()))?;
+    tessera_wire::MapKey::parse(&text).map_err(|e| format!("{}: {e}", public.display()))
+}
+
+/// The dev map-signing key (`map.key`, `map.pub` in `dir`), made if missing.
+fn ensure_dev_map_key(dir: &Path) -> Result<(), DevCertError> {
+    if dir.join("map.key").exists() && dir.join("map.pub").exists() {
+        return Ok(());
+    }
+    write_map_key(&dir.join("map.key"), &dir.join("map.pub")).map(|_| ())
 }
 
 /// Issue a client certificate for `who` with the dev CA kept in `ca_dir`

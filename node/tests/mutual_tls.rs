@@ -212,6 +212,47 @@ async fn strangers_are_turned_away_and_members_get_only_their_rights() {
     let same = admin.push_map(&admin.view().map.clone()).await.unwrap();
     assert_eq!(same.already.len(), 1, "{same:?}");
 
+    // Nor a map the region's map-signing key did not sign: unsigned, signed
+    // by another key, or changed after signing. The SDK will not even send
+    // one without a key.
+    let held = admin.view().map.clone();
+    let mut next = held.clone();
+    next.epoch += 1;
+    let mut keyless = ClientConfig::load(&dir.0.join("client.toml")).unwrap();
+    keyless.map_key = None;
+    match Client::connect(keyless).await.unwrap().push_map(&next).await {
+        Err(ClientError::Config { detail }) => assert!(detail.contains("names no map_key"), "{detail}"),
+        other => panic!("a push without a map key: {other:?}"),
+    }
+    let (other_key, other_pub) = (tls.join("other-map.key"), tls.join("other-map.pub"));
+    tessera_node::tls::write_map_key(&other_key, &other_pub).unwrap();
+    let ours = tessera_client::MapSigner::load(&tls.join("map.key")).unwrap();
+    let theirs = tessera_client::MapSigner::load(&other_key).unwrap();
+    let unsigned = SignedMap::unsigned(next.clone()).unwrap();
+    let mut foreign = unsigned.clone();
+    theirs.sign(&mut foreign);
+    let mut altered = unsigned.clone();
+    ours.sign(&mut altered);
+    altered.map.epoch += 1;
+    altered.postcard = altered.map.to_postcard().unwrap();
+    let admin_conn =
+        raw_connection_as(&dir.0, port, Some((&tls.join("admin.pem"), &tls.join("admin.key")))).await.unwrap();
+    for (what, m, says) in [
+        ("unsigned", &unsigned, "is not signed".to_string()),
+        ("foreign", &foreign, format!("signed by {}, which this node does not trust", theirs.key())),
+        ("altered", &altered, "does not match the map".to_string()),
+    ] {
+        match ask(&admin_conn, &Request::SetMap(SetMap {}), &m.to_wire(), 0).await.unwrap() {
+            Response::Error(e) => {
+                assert_eq!(e.code, ErrorCode::BadRequest, "{what}");
+                assert!(e.detail.contains(&says), "{what}: {}", e.detail);
+            }
+            other => panic!("{what} map taken: {other:?}"),
+        }
+    }
+    admin.refresh_map().await.unwrap();
+    assert_eq!(admin.view().map, held, "a refused map changed the node's map");
+
     // Another user acts in its own buckets only; admins act in all.
     let (bc, bk) = (tls.join("bob.pem"), tls.join("bob.key"));
     tessera_node::tls::issue_dev_identity(&tls, &Principal::new(Role::User, "bob").unwrap(), &bc, &bk).unwrap();
@@ -243,6 +284,11 @@ async fn strangers_are_turned_away_and_members_get_only_their_rights() {
 
     // Nothing the refused requests carried took effect.
     assert_eq!(admin.node_status(addr).await.unwrap().map_epoch, epoch, "map epoch unchanged");
+    // Signed by the trusted key, the same change is taken.
+    let mut good = unsigned.clone();
+    ours.sign(&mut good);
+    let taken = ask(&admin_conn, &Request::SetMap(SetMap {}), &good.to_wire(), 0).await.unwrap();
+    assert!(matches!(taken, Response::MapOk(MapOk { epoch }) if epoch == next.epoch), "{taken:?}");
     let got = admin.get("mine", "k", Default::default()).await.unwrap().bytes().await.unwrap();
     assert_eq!(got, b"the user's bytes");
 }

@@ -1,3 +1,5 @@
+//! `tessera admin map ...` is in `map_cmd`.
+//!
 //! `tessera admin cert issue NAME`: a client identity for a new user (or
 //! gateway, or admin) from the region's CA, and a client config that uses
 //! it. Runs where the CA's private key is (the `tessera dev` directory, or
@@ -16,6 +18,11 @@ pub(crate) enum AdminCmd {
     Cert {
         #[command(subcommand)]
         cmd: CertCmd,
+    },
+    /// Cluster-map signing: `key`, `sign`, `recover`.
+    Map {
+        #[command(subcommand)]
+        cmd: crate::map_cmd::MapCmd,
     },
 }
 
@@ -48,8 +55,20 @@ pub(crate) enum CertCmd {
 }
 
 /// Run an admin subcommand with the config at `config`.
-pub(crate) fn run(config: &Path, cmd: AdminCmd) -> Result<(), crate::CliError> {
-    let AdminCmd::Cert { cmd: CertCmd::Issue { name, role, ca_key, ca_cert, days, out } } = cmd;
+pub(crate) async fn run(config: Option<&Path>, cmd: AdminCmd) -> Result<(), crate::CliError> {
+    match cmd {
+        AdminCmd::Map { cmd } => crate::map_cmd::run(config, cmd).await,
+        AdminCmd::Cert { cmd } => {
+            let config = config.ok_or_else(|| {
+                crate::CliError::Usage("no client config: pass --config FILE or set TESSERA_CONFIG".into())
+            })?;
+            issue(config, cmd)
+        }
+    }
+}
+
+fn issue(config: &Path, cmd: CertCmd) -> Result<(), crate::CliError> {
+    let CertCmd::Issue { name, role, ca_key, ca_cert, days, out } = cmd;
     let role = match role.as_str() {
         "user" => Role::User,
         "gateway" => Role::Gateway,
@@ -87,8 +106,12 @@ pub(crate) fn run(config: &Path, cmd: AdminCmd) -> Result<(), crate::CliError> {
         .lines()
         .filter(|l| {
             let k = l.split('=').next().unwrap_or_default().trim();
-            // The original's own identity lines and what it says of them.
-            !(k == "cert" || k == "key" || (l.starts_with('#') && l.contains("Acts as")))
+            // The original's own identity lines and what it says of them,
+            // and its map-signing key (that stays with the operator).
+            !(k == "cert"
+                || k == "key"
+                || k == "map_key"
+                || (l.starts_with('#') && (l.contains("Acts as") || l.contains("Signs the cluster maps"))))
         })
         .collect();
     let absolute_ca = format!("ca_cert = {:?}", cfg.ca_cert.display().to_string());

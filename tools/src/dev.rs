@@ -244,7 +244,12 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs, region: &str, port_offset: 
     if map.is_single_zone() {
         println!("tessera dev: WARNING one zone: no zone redundancy (development only)");
     }
-    std::fs::write(dir.join("map.toml"), map.to_toml()?)?;
+    let map_toml = signed_toml(dir, &map)?;
+    std::fs::write(dir.join("map.toml"), &map_toml)?;
+    let map_keys = format!(
+        "map_keys = [\"{}\"]\n",
+        tessera_node::tls::read_map_key(&dir.join("tls/map.pub")).map_err(anyhow::Error::msg)?
+    );
     // Nodes in network namespaces serve metrics on their namespace's
     // address, not loopback: that needs a bearer token (docs/security.md).
     let metrics_token = match a.netns {
@@ -264,12 +269,12 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs, region: &str, port_offset: 
         for (ni, node) in zone.nodes.iter().enumerate() {
             let nd = node_dir(dir, &node.name);
             std::fs::create_dir_all(nd.join("data"))?;
-            std::fs::write(nd.join("map.toml"), map.to_toml()?)?;
+            std::fs::write(nd.join("map.toml"), &map_toml)?;
             let mut s = format!(
                 "# Written by `tessera dev`. Every setting is documented in docs/node-config.md.\n\
                  node_name = \"{}\"\nlisten_addr = \"{}\"\nbase_port = {}\ncores = {}\npin_cores = false\n\
                  metrics_addr = \"{}:{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nca_cert = \"{}\"\nmap = \"{}\"\n\
-                 repair_interval_ms = {}\nscrub_mib_s = {}\nscrub_pass_interval_ms = {}\n{metrics_token}",
+                 repair_interval_ms = {}\nscrub_mib_s = {}\nscrub_pass_interval_ms = {}\n{metrics_token}{map_keys}",
                 node.name,
                 host(zi, ni),
                 base_port,
@@ -298,9 +303,13 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs, region: &str, port_offset: 
         }
     }
     let seeds = seed_list(&map).iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
-    for (file, who, identity) in [
-        ("client.toml", "the user \"dev\"", "user"),
-        ("admin.toml", "the admin \"admin\" (operator commands)", "admin"),
+    let signs = format!(
+        "# Signs the cluster maps this config pushes (nodes take only signed maps).\nmap_key = \"{}\"\n",
+        dir.join("tls/map.key").display()
+    );
+    for (file, who, identity, extra) in [
+        ("client.toml", "the user \"dev\"", "user", ""),
+        ("admin.toml", "the admin \"admin\" (operator commands)", "admin", signs.as_str()),
     ] {
         std::fs::write(
             dir.join(file),
@@ -310,7 +319,7 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs, region: &str, port_offset: 
                  # Seeds in every zone, tried concurrently: a client starts while any zone is down.\n\
                  region = \"{region}\"\nendpoints = [{seeds}]\nserver_name = \"localhost\"\nca_cert = \"{}\"\n\
                  cert = \"{}\"\nkey = \"{}\"\n\
-                 # The last good cluster map, for when every seed is down.\nmap_cache_dir = \"{}\"\n",
+                 # The last good cluster map, for when every seed is down.\nmap_cache_dir = \"{}\"\n{extra}",
                 dir.join(file).display(),
                 dir.join("tls/ca.pem").display(),
                 dir.join(format!("tls/{identity}.pem")).display(),
@@ -338,6 +347,14 @@ pub(crate) fn seed_list(map: &ClusterMap) -> Vec<String> {
         }
     }
     out
+}
+
+/// The map as a TOML file signed with the region's dev map-signing key
+/// (`DIR/tls/map.key`): nodes take only signed maps.
+pub(crate) fn signed_toml(dir: &Path, map: &ClusterMap) -> anyhow::Result<String> {
+    let mut signed = tessera_wire::SignedMap::unsigned(map.clone())?;
+    tessera_client::MapSigner::load(&dir.join("tls/map.key"))?.sign(&mut signed);
+    Ok(signed.to_toml()?)
 }
 
 fn load_map(dir: &Path) -> anyhow::Result<ClusterMap> {

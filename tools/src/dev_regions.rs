@@ -78,11 +78,12 @@ fn create(dir: &Path, args: &DevArgs, n: usize) -> anyhow::Result<Vec<ClusterMap
     maps[1].validate()?;
     for (i, map) in maps.iter().enumerate() {
         let rdir = dir.join(region_name(i));
-        std::fs::write(rdir.join("map.toml"), map.to_toml()?)?;
+        let map_toml = crate::dev::signed_toml(&rdir, map)?;
+        std::fs::write(rdir.join("map.toml"), &map_toml)?;
         let own = endpoints(map, args.base_port, i);
         for (k, node) in map.zones.iter().flat_map(|z| z.nodes.iter()).enumerate() {
             let nd = rdir.join(&node.name);
-            std::fs::write(nd.join("map.toml"), map.to_toml()?)?;
+            std::fs::write(nd.join("map.toml"), &map_toml)?;
             let crr = rdir.join("crr");
             let mut s = format!(
                 "\n[crr]\ncert = \"{}\"\nkey = \"{}\"\nlisten = \"{}\"\n",

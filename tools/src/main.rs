@@ -9,6 +9,7 @@ mod dev_proc;
 mod dev_regions;
 mod du;
 mod ls_cmd;
+mod map_cmd;
 mod netns;
 mod relay;
 mod repair_cmd;
@@ -283,12 +284,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 c.create_bucket(&bucket, tessera_client::BucketOptions { versioned, ..Default::default() }).await?;
             println!("bucket {} ready{}", info.name, if info.versioned { " (versioned)" } else { "" });
         }
-        Cmd::Admin { cmd } => {
-            let config = cli
-                .config
-                .ok_or_else(|| CliError::Usage("no client config: pass --config FILE or set TESSERA_CONFIG".into()))?;
-            admin_cmd::run(&config, cmd)?
-        }
+        Cmd::Admin { cmd } => admin_cmd::run(cli.config.as_deref(), cmd).await?,
         Cmd::Acl { bucket, canned } => access_cmd::acl(&client(cli.config).await?, &bucket, canned.as_deref()).await?,
         Cmd::Policy { bucket, set, delete } => {
             access_cmd::policy(&client(cli.config).await?, &bucket, set, delete).await?
@@ -432,8 +428,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Cmd::PushMap { map, check } => {
             let text = std::fs::read_to_string(&map).map_err(|e| CliError::Io(format!("{}: {e}", map.display())))?;
-            let m = tessera_wire::ClusterMap::from_toml(&text)
+            let signed = tessera_wire::SignedMap::from_toml(&text)
                 .map_err(|e| CliError::Usage(format!("{}: {e}", map.display())))?;
+            let m = signed.map.clone();
             if check {
                 let view = tessera_client::MapView::new(m.clone())?;
                 let nodes: usize = m.zones.iter().map(|z| z.nodes.len()).sum();
@@ -446,10 +443,19 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     view.locs.len(),
                     view.placement.groups()
                 );
+                match &signed.signature {
+                    Some(sig) => println!("  signed by {} (nodes check it against their map_keys)", sig.key),
+                    None => println!("  not signed: push-map signs it with the config's map_key"),
+                }
                 return Ok(());
             }
             let c = client(cli.config).await?;
-            let report = c.push_map(&m).await?;
+            // The config's key signs; without one, a file signed where the
+            // key is kept goes as it is.
+            let report = match (&c.config().map_key, &signed.signature) {
+                (None, Some(_)) => c.push_signed_map(&signed).await?,
+                _ => c.push_map(&m).await?,
+            };
             println!("{}", report.summary(m.epoch));
             if !report.refused.is_empty() {
                 return Err(CliError::Io(format!("map epoch {} refused by some nodes (above)", m.epoch)));

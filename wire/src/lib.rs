@@ -14,6 +14,7 @@ mod frame;
 mod ids;
 pub mod limits;
 pub mod map;
+pub mod map_sig;
 mod message;
 pub mod placement;
 mod principal;
@@ -30,6 +31,7 @@ pub use codec::{
 pub use frame::{FrameHeader, HeaderError, Opcode, FRAME_HEADER_LEN, MAGIC, PROTOCOL_VERSION};
 pub use ids::{CoreIndex, ShardIndex, StripeIndex, TargetId};
 pub use map::{ClassProfiles, ClusterMap, EcProfile, MapError, MapNode, MapTarget, MapZone, TargetLoc};
+pub use map_sig::{MapKey, MapSignature, SignedMap};
 pub use message::{
     Acl, BucketAccessOk, BucketInfo, ByteRange, CommitOk, CommitVersion, CoreStatus, CreateBucket, DeleteObject,
     DeleteOk, ErrorBody, ErrorCode, GetBucket, GetBucketAccess, GetMap, GetShard, GetShardOk, Head, HeadOk, List,

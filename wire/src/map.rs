@@ -131,6 +131,9 @@ pub enum MapError {
     /// postcard could not be read.
     #[error("cluster map bytes are malformed: {0}")]
     Postcard(String),
+    /// A signature is malformed, missing or does not verify.
+    #[error("cluster map signature: {0}")]
+    Signature(String),
     /// A structural rule is broken.
     #[error("cluster map epoch {epoch}: {detail}")]
     Invalid {
@@ -173,11 +176,10 @@ pub const MAP_PLACEMENT_WORK_MAX: u64 = 1 << 30;
 pub const MAP_BYTES_MAX: u64 = crate::limits::SHARD_BYTES_MAX;
 
 impl ClusterMap {
-    /// Parse and validate a TOML map.
+    /// Parse and validate a TOML map (a `[signature]` table, if present,
+    /// is read and not checked: see [`crate::map_sig`]).
     pub fn from_toml(text: &str) -> Result<ClusterMap, MapError> {
-        let map: ClusterMap = toml::from_str(text).map_err(|e| MapError::Toml(e.to_string()))?;
-        map.validate()?;
-        Ok(map)
+        crate::map_sig::SignedMap::from_toml(text).map(|s| s.map)
     }
 
     /// The map as TOML (what `tessera dev` writes and operators edit).
@@ -185,14 +187,11 @@ impl ClusterMap {
         toml::to_string(self).map_err(|e| MapError::Toml(e.to_string()))
     }
 
-    /// Decode and validate a map received over the network.
+    /// Decode and validate a map received over the network, signed or
+    /// not (the signature is not checked here: nodes check it with
+    /// [`crate::map_sig::SignedMap::from_wire`]).
     pub fn from_postcard(bytes: &[u8]) -> Result<ClusterMap, MapError> {
-        if bytes.len() as u64 > MAP_BYTES_MAX {
-            return Err(MapError::Postcard(format!("{} bytes exceeds {MAP_BYTES_MAX}", bytes.len())));
-        }
-        let map: ClusterMap = postcard::from_bytes(bytes).map_err(|e| MapError::Postcard(e.to_string()))?;
-        map.validate()?;
-        Ok(map)
+        crate::map_sig::SignedMap::from_wire(bytes).map(|s| s.map)
     }
 
     /// The map as postcard bytes.

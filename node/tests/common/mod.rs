@@ -71,14 +71,15 @@ pub fn write_configs(dir: &Path, port: u16, o: &NodeOpts) {
     let mut s = format!(
         "node_name = \"it\"\nbase_port = {port}\ncores = {}\nmetrics_addr = \"\"\npin_cores = false\n\
          request_timeout_ms = {}\ntls_cert = \"{}\"\ntls_key = \"{}\"\nca_cert = \"{}\"\n\
-         prepared_expiry_ms = {}\nsweep_interval_ms = {}\n",
+         prepared_expiry_ms = {}\nsweep_interval_ms = {}\nmap_keys = [\"{}\"]\n",
         o.cores,
         o.request_timeout_ms,
         dir.join("tls/node.pem").display(),
         dir.join("tls/node.key").display(),
         dir.join("tls/ca.pem").display(),
         o.prepared_expiry_ms,
-        o.sweep_interval_ms
+        o.sweep_interval_ms,
+        tessera_node::tls::read_map_key(&dir.join("tls/map.pub")).unwrap()
     );
     s.push_str(&o.extra);
     for c in 0..o.cores {
@@ -94,10 +95,12 @@ pub fn write_configs(dir: &Path, port: u16, o: &NodeOpts) {
     std::fs::write(
         dir.join("client.toml"),
         format!(
-            "endpoint = \"127.0.0.1:{port}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nrequest_timeout_ms = 10000\n",
+            "endpoint = \"127.0.0.1:{port}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nmap_key = \"{}\"\n\
+             request_timeout_ms = 10000\n",
             dir.join("tls/ca.pem").display(),
             dir.join("tls/admin.pem").display(),
-            dir.join("tls/admin.key").display()
+            dir.join("tls/admin.key").display(),
+            dir.join("tls/map.key").display()
         ),
     )
     .unwrap();
