@@ -58,6 +58,11 @@ pub struct ClientConfig {
     /// and only where maps are made.
     #[serde(default)]
     pub map_key: Option<PathBuf>,
+    /// The region's secrets key (32 bytes, hex), which seals access-key
+    /// secrets before they enter the principal registry (`tessera admin
+    /// key add`). Admin configs only; keep it mode 0600.
+    #[serde(default)]
+    pub secrets_key: Option<PathBuf>,
     /// Stripes one transfer keeps in flight (bounds memory to about this
     /// many stripes per upload or download). Default 4.
     #[serde(default = "default_in_flight")]
@@ -196,6 +201,7 @@ impl ClientConfig {
             cert: None,
             key: None,
             map_key: None,
+            secrets_key: None,
             stripes_in_flight: default_in_flight(),
             owner: default_owner(),
             request_timeout_ms: default_timeout_ms(),
@@ -231,7 +237,10 @@ impl ClientConfig {
             if cfg.ca_cert.is_relative() {
                 cfg.ca_cert = dir.join(&cfg.ca_cert);
             }
-            for p in [cfg.cert.as_mut(), cfg.key.as_mut(), cfg.map_key.as_mut()].into_iter().flatten() {
+            for p in [cfg.cert.as_mut(), cfg.key.as_mut(), cfg.map_key.as_mut(), cfg.secrets_key.as_mut()]
+                .into_iter()
+                .flatten()
+            {
                 if p.is_relative() {
                     *p = dir.join(&*p);
                 }

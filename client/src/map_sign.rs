@@ -46,25 +46,36 @@ impl MapSigner {
 
     /// Sign a map (replacing any signature it had).
     pub fn sign(&self, map: &mut SignedMap) {
-        let sig = self.pair.sign(&signed_message(&map.postcard));
+        map.signature = Some(self.sign_bytes(&signed_message(&map.postcard)));
+    }
+
+    /// Sign a message built with its own context string (the principal
+    /// registry's).
+    pub fn sign_bytes(&self, message: &[u8]) -> MapSignature {
+        let sig = self.pair.sign(message);
         let mut value = [0u8; 64];
         value.copy_from_slice(sig.as_ref());
-        map.signature = Some(MapSignature { key: self.key(), value });
+        MapSignature { key: self.key(), value }
     }
 }
 
-/// Check that a map is signed by one of `trusted`; names the signer.
-pub fn verify_map(map: &SignedMap, trusted: &[MapKey]) -> Result<MapKey, MapError> {
-    let epoch = map.map.epoch;
-    let Some(sig) = &map.signature else {
+/// Check `signature` over `message` against `trusted`; `what` names the
+/// document in errors (e.g. "map epoch 7").
+pub fn verify_signed(
+    what: &str,
+    message: &[u8],
+    signature: Option<&MapSignature>,
+    trusted: &[MapKey],
+) -> Result<MapKey, MapError> {
+    let Some(sig) = signature else {
         return Err(MapError::Signature(format!(
-            "map epoch {epoch} is not signed: sign it with the region's map-signing key (map_key in the admin's \
-             config, or `tessera admin map sign`)"
+            "{what} is not signed: sign it with the region's map-signing key (map_key in the admin's config, or \
+             `tessera admin map sign`)"
         )));
     };
     if !trusted.contains(&sig.key) {
         return Err(MapError::Signature(format!(
-            "map epoch {epoch} is signed by {}, which this node does not trust (map_keys in node.toml: {})",
+            "{what} is signed by {}, which this node does not trust (map_keys in node.toml: {})",
             sig.key,
             if trusted.is_empty() {
                 "none".to_string()
@@ -73,13 +84,16 @@ pub fn verify_map(map: &SignedMap, trusted: &[MapKey]) -> Result<MapKey, MapErro
             }
         )));
     }
-    UnparsedPublicKey::new(&ED25519, &sig.key.0).verify(&signed_message(&map.postcard), &sig.value).map_err(|_| {
-        MapError::Signature(format!(
-            "map epoch {epoch}: the signature by {} does not match the map (altered after signing?)",
-            sig.key
-        ))
+    UnparsedPublicKey::new(&ED25519, &sig.key.0).verify(message, &sig.value).map_err(|_| {
+        MapError::Signature(format!("{what}: the signature by {} does not match it (altered after signing?)", sig.key))
     })?;
     Ok(sig.key)
+}
+
+/// Check that a map is signed by one of `trusted`; names the signer.
+pub fn verify_map(map: &SignedMap, trusted: &[MapKey]) -> Result<MapKey, MapError> {
+    let what = format!("map epoch {}", map.map.epoch);
+    verify_signed(&what, &signed_message(&map.postcard), map.signature.as_ref(), trusted)
 }
 
 #[cfg(test)]

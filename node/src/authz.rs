@@ -10,7 +10,7 @@
 //! | bucket ACL and policy                          |               |       |      |      |
 //! | PutShard that repairs or carries an origin     | no            | no    | yes  | no   |
 //! | Delete with an origin (a replicated purge)     | no            | no    | yes  | no   |
-//! | SetMap, SetRepairRate                          | no            | yes   | yes  | no   |
+//! | SetMap, SetRepairRate, Get/SetRegistry         | no            | yes   | yes  | no   |
 //! | NodeStatus, RepairStatus, CrrStatus            | no            | yes   | yes  | no   |
 //! | PgDigest, PgList, ChangeSummary, ChangeLog,    | no            | no    | yes  | no   |
 //! | CrrCursor, CrrForget, CrrHave, CrrApply        |               |       |      |      |
@@ -68,6 +68,8 @@ fn need(req: &Request) -> Need {
             }
         }
         Request::SetMap(_)
+        | Request::GetRegistry(_)
+        | Request::SetRegistry(_)
         | Request::SetRepairRate(_)
         | Request::NodeStatus(_)
         | Request::RepairStatus(_)
@@ -117,6 +119,8 @@ fn what(req: &Request) -> &'static str {
         Request::ListBuckets(_) => "listing buckets",
         Request::SetBucketAccess(_) => "setting a bucket's ACL and policy",
         Request::GetBucketAccess(_) => "reading a bucket's ACL and policy",
+        Request::GetRegistry(_) => "reading the principal registry",
+        Request::SetRegistry(_) => "installing a principal registry",
     }
 }
 

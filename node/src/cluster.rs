@@ -309,15 +309,20 @@ fn keep_replaced(path: &Path, epoch: u64) {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), MapStateError> {
-    let io = |source| MapStateError::Io { path: path.to_owned(), source };
+    write_file_atomically(path, bytes).map_err(|source| MapStateError::Io { path: path.to_owned(), source })
+}
+
+/// Replace a file whole: write a temporary beside it, sync, rename, sync
+/// the directory.
+pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     let tmp = path.with_extension("tmp");
     {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
     }
-    std::fs::rename(&tmp, path).map_err(io)?;
+    std::fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();

@@ -83,6 +83,11 @@ pub struct NodeConfig {
     /// with `map`; list two while rotating the signing key.
     #[serde(default)]
     pub map_keys: Vec<String>,
+    /// Where the node keeps the region's principal registry (users, access
+    /// keys, revoked certificates). Default: `registry.bin` beside `map`;
+    /// without either, only in memory.
+    #[serde(default)]
+    pub registry_file: Option<PathBuf>,
     /// PEM of the region's CA. It signed the other nodes' certificates
     /// (the node checks them when it asks its peers), and every client
     /// certificate this node admits must chain to it: a connection without

@@ -53,6 +53,9 @@ pub enum StartError {
     /// The cluster map cannot be used.
     #[error(transparent)]
     Map(#[from] crate::cluster::MapStateError),
+    /// The principal registry file cannot be used.
+    #[error("{0}")]
+    Registry(String),
     /// A core failed to start.
     #[error("core {core} failed to start: {reason}")]
     Core {
@@ -75,6 +78,7 @@ pub fn start(cfg: NodeConfig, metrics: Arc<NodeMetrics>) -> Result<NodeHandle, S
         })
         .collect();
     let map = Arc::new(crate::cluster::MapState::load(&cfg)?);
+    let registry = Arc::new(crate::registry::RegistryState::load(&cfg).map_err(StartError::Registry)?);
     let cfg = Arc::new(cfg);
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(u16, SocketAddr), String>>();
@@ -82,10 +86,10 @@ pub fn start(cfg: NodeConfig, metrics: Arc<NodeMetrics>) -> Result<NodeHandle, S
     for core in 0..cores {
         let (cfg, server_cfg, metrics, layout, ready_tx, shutdown_rx) =
             (cfg.clone(), server_cfg.clone(), metrics.clone(), layout.clone(), ready_tx.clone(), shutdown_rx.clone());
-        let map = map.clone();
+        let (map, registry) = (map.clone(), registry.clone());
         let t = std::thread::Builder::new()
             .name(format!("tessera-core-{core}"))
-            .spawn(move || core_main(core, cfg, server_cfg, metrics, layout, map, ready_tx, shutdown_rx))
+            .spawn(move || core_main(core, cfg, server_cfg, metrics, layout, (map, registry), ready_tx, shutdown_rx))
             .map_err(|e| StartError::Core { core, reason: e.to_string() })?;
         threads.push(t);
     }
@@ -112,7 +116,7 @@ fn core_main(
     server_cfg: quinn::ServerConfig,
     metrics: Arc<NodeMetrics>,
     layout: Vec<(u16, u16, Vec<TargetId>)>,
-    map: Arc<crate::cluster::MapState>,
+    (map, registry): (Arc<crate::cluster::MapState>, Arc<crate::registry::RegistryState>),
     ready: std::sync::mpsc::Sender<Result<(u16, SocketAddr), String>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -194,6 +198,7 @@ fn core_main(
                 cfg.connections_per_principal_max,
                 cfg.connections_per_core_max,
             )),
+            registry,
         });
         tokio::task::spawn_local(update_gauges(ctx.clone(), io.clone()));
         tokio::task::spawn_local(crate::scrub::run(
@@ -215,7 +220,7 @@ fn core_main(
                 client_cfg.clone(),
                 cfg.node_name.clone(),
                 metrics.clone(),
-                ctx.map.clone(),
+                (ctx.map.clone(), ctx.registry.clone()),
                 Duration::from_millis(cfg.repair_interval_ms),
             ));
         }

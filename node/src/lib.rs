@@ -10,6 +10,7 @@ pub mod engine;
 mod executor;
 pub mod io;
 pub mod metrics;
+pub mod registry;
 mod repair;
 pub mod run;
 mod scrub;

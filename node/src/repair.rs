@@ -108,7 +108,7 @@ pub(crate) async fn run(
     client_cfg: tessera_client::ClientConfig,
     node: String,
     metrics: Arc<NodeMetrics>,
-    map: Arc<crate::cluster::MapState>,
+    (map, registry): (Arc<crate::cluster::MapState>, Arc<crate::registry::RegistryState>),
     interval: Duration,
 ) {
     let mut client: Option<Client> = None;
@@ -130,6 +130,7 @@ pub(crate) async fn run(
         };
         let _ = c.refresh_map().await;
         catch_up(&c, &map);
+        catch_up_registry(&c, &node, &registry).await;
         let start = Instant::now();
         let repaired = match round(&c, &node, &metrics, &pacer).await {
             Ok(n) => n,
@@ -166,6 +167,34 @@ fn catch_up(c: &Client, map: &crate::cluster::MapState) {
         // Raced with a push, or a map that no longer describes this node
         // (it was removed): keep serving what it has.
         Err(e) => tracing::warn!(epoch = newest.map.epoch, error = %e, "newer cluster map not taken"),
+    }
+}
+
+/// Nodes asked for a newer principal registry each repair round.
+const REGISTRY_ASKED_PER_ROUND: usize = 3;
+
+/// Take a newer principal registry from any other node (an admin pushes
+/// to every node; this is for nodes that were down then). Asks each node
+/// only for a registry newer than this one's (an answer is a few bytes
+/// unless there is something to take), and a few nodes per round, moving
+/// on each round, so a large region is not asked N² times.
+async fn catch_up_registry(c: &Client, me: &str, registry: &crate::registry::RegistryState) {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let others: Vec<(String, std::net::SocketAddr)> = c.node_addrs().into_iter().filter(|(n, _)| n != me).collect();
+    if others.is_empty() {
+        return;
+    }
+    let start = NEXT.fetch_add(REGISTRY_ASKED_PER_ROUND, std::sync::atomic::Ordering::Relaxed);
+    for i in 0..REGISTRY_ASKED_PER_ROUND.min(others.len()) {
+        let (name, addr) = &others[(start + i) % others.len()];
+        match c.registry_bytes(*addr, registry.version()).await {
+            Ok(Some(bytes)) => match registry.install(&bytes) {
+                Ok(version) => tracing::info!(version, from = %name, "took a newer principal registry"),
+                Err(e) => tracing::warn!(from = %name, error = %e, "newer principal registry not taken"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::debug!(from = %name, error = %e, "registry catch-up: node not asked"),
+        }
     }
 }
 

@@ -46,6 +46,8 @@ pub(crate) struct CoreCtx {
     pub(crate) version_skew_ms: u64,
     /// Connection caps and address validation of this core.
     pub(crate) admission: Rc<crate::admission::Admission>,
+    /// Users and revoked certificates (shared by the node's cores).
+    pub(crate) registry: Arc<crate::registry::RegistryState>,
 }
 
 /// Most payload bytes a stream reads before it holds budget: what a
@@ -62,6 +64,9 @@ fn payload_kib(len: usize) -> u32 {
 const CLOSE_NO_PRINCIPAL: u32 = 0x10;
 /// QUIC application close code for a connection over a cap.
 const CLOSE_TOO_MANY: u32 = 0x11;
+/// QUIC application close code for a certificate the principal registry
+/// refuses (revoked, or a user no longer listed).
+const CLOSE_REVOKED: u32 = 0x12;
 
 /// Accept connections forever on this core's endpoint.
 pub(crate) async fn serve(ctx: Rc<CoreCtx>, endpoint: quinn::Endpoint) {
@@ -93,6 +98,15 @@ pub(crate) async fn serve(ctx: Rc<CoreCtx>, endpoint: quinn::Endpoint) {
                     return;
                 }
             };
+            // Whether the registry still admits it: now, and whenever a
+            // new registry arrives, for as long as the connection lasts.
+            let fingerprint = crate::tls::fingerprint_of(&conn).unwrap_or([0; 32]);
+            let mut registry = ctx.registry.subscribe();
+            if let Err(why) = ctx.registry.admits(&who, &fingerprint) {
+                tracing::info!(remote = %conn.remote_address(), principal = %who, %why, "connection refused");
+                conn.close(CLOSE_REVOKED.into(), format!("refused: {why}").as_bytes());
+                return;
+            }
             let _ticket = match ctx.admission.admit(&who) {
                 Ok(t) => t,
                 Err(why) => {
@@ -105,7 +119,21 @@ pub(crate) async fn serve(ctx: Rc<CoreCtx>, endpoint: quinn::Endpoint) {
             // This connection's share of payload memory.
             let budget = Rc::new(tokio::sync::Semaphore::new(ctx.connection_budget_kib as usize));
             loop {
-                match conn.accept_bi().await {
+                let accepted = tokio::select! {
+                    a = conn.accept_bi() => a,
+                    changed = registry.changed() => {
+                        if changed.is_err() {
+                            continue;
+                        }
+                        if let Err(why) = ctx.registry.admits(&who, &fingerprint) {
+                            tracing::info!(remote = %conn.remote_address(), principal = %who, %why, "connection closed");
+                            conn.close(CLOSE_REVOKED.into(), format!("refused: {why}").as_bytes());
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                match accepted {
                     Ok((send, recv)) => {
                         tokio::task::spawn_local(handle_stream(ctx.clone(), who.clone(), budget.clone(), send, recv));
                     }
@@ -362,6 +390,8 @@ async fn serve_one(
         Request::NodeStatus(_)
             | Request::GetMap(_)
             | Request::SetMap(_)
+            | Request::GetRegistry(_)
+            | Request::SetRegistry(_)
             | Request::RepairStatus(_)
             | Request::SetRepairRate(_)
             | Request::CrrStatus(_)
@@ -580,6 +610,41 @@ async fn serve_one(
             match ctx.map.install(&bytes, true) {
                 Ok(epoch) => Response::MapOk(MapOk { epoch }),
                 Err(e) => error_response(ErrorCode::BadRequest, e),
+            }
+        }
+        Request::GetRegistry(g) => {
+            let held = ctx.registry.version();
+            let bytes = if held > g.newer_than { ctx.registry.encoded() } else { Arc::new(Vec::new()) };
+            let resp = Response::RegistryOk(tessera_wire::RegistryOk { version: held });
+            let ok = reply(ctx, send, request_id, &resp, &bytes).await;
+            return Some(Served { op, ok, bytes_in: 0, bytes_out: bytes.len() as u64 });
+        }
+        Request::SetRegistry(_) => {
+            if payload_len > tessera_wire::registry::REGISTRY_BYTES_MAX {
+                Response::Error(tessera_wire::ErrorBody {
+                    code: ErrorCode::BadRequest,
+                    detail: format!(
+                        "principal registry of {payload_len} bytes exceeds {}",
+                        tessera_wire::registry::REGISTRY_BYTES_MAX
+                    ),
+                })
+            } else {
+                let mut bytes = vec![0u8; payload_len as usize];
+                if let Err(e) = recv.read_exact(&mut bytes).await {
+                    bad_frame(
+                        ctx,
+                        send,
+                        recv,
+                        request_id,
+                        format!("registry payload truncated: expected {payload_len} bytes: {e}"),
+                    )
+                    .await;
+                    return None;
+                }
+                match ctx.registry.install(&bytes) {
+                    Ok(version) => Response::RegistryOk(tessera_wire::RegistryOk { version }),
+                    Err(e) => error_response(ErrorCode::BadRequest, e),
+                }
             }
         }
         Request::List(l) => match engine_for(l.target) {

@@ -77,6 +77,28 @@ pub fn principal_of(conn: &quinn::Connection) -> Result<Principal, String> {
     principal_of_cert(end)
 }
 
+/// SHA-256 of the client certificate's DER (what the principal registry
+/// revokes by).
+pub fn fingerprint_of(conn: &quinn::Connection) -> Option<[u8; 32]> {
+    let chain = conn.peer_identity()?.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    let end = chain.first()?;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, end.as_ref());
+    d.as_ref().try_into().ok()
+}
+
+/// SHA-256 of a PEM certificate file's first certificate.
+pub fn fingerprint_of_pem(path: &Path) -> Result<[u8; 32], String> {
+    let cert = CertificateDer::from_pem_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.as_ref());
+    d.as_ref().try_into().map_err(|_| "SHA-256 is not 32 bytes".to_string())
+}
+
+/// The principal a PEM certificate file names.
+pub fn principal_of_pem(path: &Path) -> Result<Principal, String> {
+    let cert = CertificateDer::from_pem_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    principal_of_cert(&cert)
+}
+
 /// The principal one certificate names.
 pub fn principal_of_cert(cert: &CertificateDer<'_>) -> Result<Principal, String> {
     let parsed = webpki::EndEntityCert::try_from(cert).map_err(|e| format!("client certificate unreadable: {e}"))?;

@@ -240,7 +240,7 @@ async fn strangers_are_turned_away_and_members_get_only_their_rights() {
     for (what, m, says) in [
         ("unsigned", &unsigned, "is not signed".to_string()),
         ("foreign", &foreign, format!("signed by {}, which this node does not trust", theirs.key())),
-        ("altered", &altered, "does not match the map".to_string()),
+        ("altered", &altered, "does not match it".to_string()),
     ] {
         match ask(&admin_conn, &Request::SetMap(SetMap {}), &m.to_wire(), 0).await.unwrap() {
             Response::Error(e) => {
@@ -324,4 +324,94 @@ async fn a_principal_cannot_take_every_connection() {
         assert!(std::time::Instant::now() < deadline, "the closed connection's slot never came back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The principal registry closes doors that were open: revoking a
+/// certificate, or removing a user once the region lists its users, ends
+/// the open connections it no longer admits at once, with the reason, and
+/// refuses new ones; the registry survives a restart; only a signed,
+/// newer registry from an admin is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_closes_open_connections_at_once() {
+    let dir = TestDir::new("mtls-revoke");
+    let port = common::base_port(7);
+    let extra = format!("registry_file = \"{}\"\n", dir.0.join("registry.bin").display());
+    let mut node = Node::start(&dir.0, port, &NodeOpts { cores: 1, extra, ..NodeOpts::default() });
+    let tls = dir.0.join("tls");
+    let (bob_pem, bob_key) = (tls.join("bob.pem"), tls.join("bob.key"));
+    tessera_node::tls::issue_dev_identity(&tls, &Principal::new(Role::User, "bob").unwrap(), &bob_pem, &bob_key)
+        .unwrap();
+    let admin = Client::connect(ClientConfig::load(&dir.0.join("client.toml")).unwrap()).await.unwrap();
+    let bob = Client::connect(client_as(&dir.0, "bob")).await.unwrap();
+    bob.create_bucket("bobs", Default::default()).await.unwrap();
+    bob.put("bobs", "k", b"bob's".to_vec()).await.unwrap();
+    let user = |name: &str| tessera_wire::registry::RegistryUser { name: name.into(), created_ms: 1, keys: vec![] };
+
+    // Nobody but an admin reads or writes the registry; an unsigned one is refused.
+    denied(bob.registry().await, "user:bob may not send reading the principal registry");
+    let mut reg = admin.registry().await.unwrap();
+    assert_eq!(reg.version, 0, "a new node has no registry");
+    reg.version = 1;
+    reg.users = vec![user("bob"), user("dev")];
+    let admin_conn =
+        raw_connection_as(&dir.0, port, Some((&tls.join("admin.pem"), &tls.join("admin.key")))).await.unwrap();
+    match ask(&admin_conn, &Request::SetRegistry(SetRegistry {}), &reg.to_wire(None).unwrap(), 0).await.unwrap() {
+        Response::Error(e) => assert!(e.detail.contains("principal registry version 1 is not signed"), "{}", e.detail),
+        other => panic!("an unsigned registry was taken: {other:?}"),
+    }
+    let report = admin.push_registry(&reg).await.unwrap();
+    assert_eq!(report.installed.len(), 1, "{report:?}");
+    bob.get("bobs", "k", Default::default()).await.unwrap();
+
+    // Connections open before the change, idle and busy.
+    let bob_raw = raw_connection_as(&dir.0, port, Some((&bob_pem, &bob_key))).await.unwrap();
+    assert!(ask(&bob_raw, &Request::GetMap(GetMap {}), &[], 0).await.is_ok());
+    let dev_raw = raw_connection_as(&dir.0, port, Some((&tls.join("user.pem"), &tls.join("user.key")))).await.unwrap();
+    assert!(ask(&dev_raw, &Request::GetMap(GetMap {}), &[], 0).await.is_ok());
+
+    // Revoke bob's certificate: its open connection ends with the reason.
+    reg.version = 2;
+    reg.revoked.push(tessera_wire::registry::RevokedCert {
+        fingerprint: tessera_node::tls::fingerprint_of_pem(&bob_pem).unwrap(),
+        principal: "user:bob".into(),
+        revoked_ms: 2,
+    });
+    admin.push_registry(&reg).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), bob_raw.closed()).await;
+    let why = closed.expect("bob's open connection was not closed within 5 s").to_string();
+    assert!(why.contains("the certificate of user:bob") && why.contains("was revoked"), "{why}");
+    match bob.get("bobs", "k", Default::default()).await {
+        Ok(_) => panic!("a revoked certificate still reads"),
+        Err(e) => assert!(e.to_string().contains("revoked"), "{e}"),
+    }
+    let again = refused_connection(&dir.0, port, Some((&bob_pem, &bob_key))).await;
+    assert!(again.contains("was revoked"), "{again}");
+    // Dev is still listed: untouched.
+    assert!(
+        ask(&dev_raw, &Request::GetMap(GetMap {}), &[], 0).await.is_ok(),
+        "dev's connection survived bob's revocation"
+    );
+
+    // Remove dev from the list: dev's open connection ends too.
+    reg.version = 3;
+    reg.users.retain(|u| u.name != "dev");
+    admin.push_registry(&reg).await.unwrap();
+    let why = tokio::time::timeout(Duration::from_secs(5), dev_raw.closed()).await.expect("dev not closed").to_string();
+    assert!(why.contains("user:dev is not a user of this region"), "{why}");
+
+    // An older or conflicting registry is refused; the node keeps its own
+    // across a restart.
+    let mut older = reg.clone();
+    older.version = 2;
+    assert!(!admin.push_registry(&older).await.unwrap().refused.is_empty());
+    let mut twin = reg.clone();
+    twin.users.clear();
+    let report = admin.push_registry(&twin).await.unwrap();
+    assert!(report.refused.iter().any(|r| r.contains("another principal registry with version 3")), "{report:?}");
+    node.stop();
+    node.restart();
+    let admin = Client::connect(ClientConfig::load(&dir.0.join("client.toml")).unwrap()).await.unwrap();
+    assert_eq!(admin.registry().await.unwrap(), reg, "the registry after a restart");
+    let after = refused_connection(&dir.0, port, Some((&tls.join("user.pem"), &tls.join("user.key")))).await;
+    assert!(after.contains("user:dev is not a user of this region"), "{after}");
 }

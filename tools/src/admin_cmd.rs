@@ -24,6 +24,16 @@ pub(crate) enum AdminCmd {
         #[command(subcommand)]
         cmd: crate::map_cmd::MapCmd,
     },
+    /// The region's users: `add NAME`, `ls`, `rm NAME`.
+    User {
+        #[command(subcommand)]
+        cmd: crate::user_cmd::UserCmd,
+    },
+    /// Users' access keys: `add USER`, `ls USER`, `rm USER ID`.
+    Key {
+        #[command(subcommand)]
+        cmd: crate::user_cmd::KeyCmd,
+    },
 }
 
 /// Certificate subcommands.
@@ -52,23 +62,43 @@ pub(crate) enum CertCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Revoke a certificate: no node admits it again, and connections
+    /// made with it are closed.
+    Revoke {
+        /// The certificate (PEM).
+        cert: PathBuf,
+    },
 }
 
 /// Run an admin subcommand with the config at `config`.
 pub(crate) async fn run(config: Option<&Path>, cmd: AdminCmd) -> Result<(), crate::CliError> {
     match cmd {
         AdminCmd::Map { cmd } => crate::map_cmd::run(config, cmd).await,
-        AdminCmd::Cert { cmd } => {
+        AdminCmd::User { cmd } => {
+            crate::user_cmd::user(&crate::client(config.map(Path::to_path_buf)).await?, cmd).await
+        }
+        AdminCmd::Key { cmd } => crate::user_cmd::key(&crate::client(config.map(Path::to_path_buf)).await?, cmd).await,
+        AdminCmd::Cert { cmd: CertCmd::Revoke { cert } } => {
+            crate::user_cmd::revoke(&crate::client(config.map(Path::to_path_buf)).await?, &cert).await
+        }
+        AdminCmd::Cert { cmd: CertCmd::Issue { name, role, ca_key, ca_cert, days, out } } => {
             let config = config.ok_or_else(|| {
                 crate::CliError::Usage("no client config: pass --config FILE or set TESSERA_CONFIG".into())
             })?;
-            issue(config, cmd)
+            issue(config, name, role, ca_key, ca_cert, days, out)
         }
     }
 }
 
-fn issue(config: &Path, cmd: CertCmd) -> Result<(), crate::CliError> {
-    let CertCmd::Issue { name, role, ca_key, ca_cert, days, out } = cmd;
+fn issue(
+    config: &Path,
+    name: String,
+    role: String,
+    ca_key: PathBuf,
+    ca_cert: Option<PathBuf>,
+    days: u32,
+    out: Option<PathBuf>,
+) -> Result<(), crate::CliError> {
     let role = match role.as_str() {
         "user" => Role::User,
         "gateway" => Role::Gateway,
@@ -111,7 +141,11 @@ fn issue(config: &Path, cmd: CertCmd) -> Result<(), crate::CliError> {
             !(k == "cert"
                 || k == "key"
                 || k == "map_key"
-                || (l.starts_with('#') && (l.contains("Acts as") || l.contains("Signs the cluster maps"))))
+                || k == "secrets_key"
+                || (l.starts_with('#')
+                    && (l.contains("Acts as")
+                        || l.contains("Signs the cluster maps")
+                        || l.contains("Seals access-key"))))
         })
         .collect();
     let absolute_ca = format!("ca_cert = {:?}", cfg.ca_cert.display().to_string());

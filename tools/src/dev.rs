@@ -303,9 +303,15 @@ pub(crate) fn create_region(dir: &Path, a: &DevArgs, region: &str, port_offset: 
         }
     }
     let seeds = seed_list(&map).iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+    let secrets = dir.join("tls/secrets.key");
+    if !secrets.exists() {
+        tessera_client::SecretsKey::create(&secrets)?;
+    }
     let signs = format!(
-        "# Signs the cluster maps this config pushes (nodes take only signed maps).\nmap_key = \"{}\"\n",
-        dir.join("tls/map.key").display()
+        "# Signs the cluster maps and principal registries this config pushes (nodes take only signed ones).\n\
+         map_key = \"{}\"\n# Seals access-key secrets (tessera admin key add).\nsecrets_key = \"{}\"\n",
+        dir.join("tls/map.key").display(),
+        secrets.display()
     );
     for (file, who, identity, extra) in [
         ("client.toml", "the user \"dev\"", "user", ""),

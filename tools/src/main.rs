@@ -13,6 +13,7 @@ mod map_cmd;
 mod netns;
 mod relay;
 mod repair_cmd;
+mod user_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -143,6 +143,8 @@ impl FrameBody for Request {
             Request::ListBuckets(_) => Opcode::ListBuckets,
             Request::SetBucketAccess(_) => Opcode::SetBucketAccess,
             Request::GetBucketAccess(_) => Opcode::GetBucketAccess,
+            Request::GetRegistry(_) => Opcode::GetRegistry,
+            Request::SetRegistry(_) => Opcode::SetRegistry,
         }
     }
     fn to_body(&self) -> Result<Vec<u8>, postcard::Error> {
@@ -173,6 +175,8 @@ impl FrameBody for Request {
             Request::ListBuckets(m) => postcard::to_stdvec(m),
             Request::SetBucketAccess(m) => postcard::to_stdvec(m),
             Request::GetBucketAccess(m) => postcard::to_stdvec(m),
+            Request::GetRegistry(m) => postcard::to_stdvec(m),
+            Request::SetRegistry(m) => postcard::to_stdvec(m),
         }
     }
 }
@@ -202,6 +206,7 @@ impl FrameBody for Response {
             Response::ChangeSummaryOk(_) => Opcode::ChangeSummaryOk,
             Response::ListBucketsOk(_) => Opcode::ListBucketsOk,
             Response::BucketAccessOk(_) => Opcode::BucketAccessOk,
+            Response::RegistryOk(_) => Opcode::RegistryOk,
             Response::Error(_) => Opcode::Error,
         }
     }
@@ -229,6 +234,7 @@ impl FrameBody for Response {
             Response::ChangeSummaryOk(m) => postcard::to_stdvec(m),
             Response::ListBucketsOk(m) => postcard::to_stdvec(m),
             Response::BucketAccessOk(m) => postcard::to_stdvec(m),
+            Response::RegistryOk(m) => postcard::to_stdvec(m),
             Response::Error(m) => postcard::to_stdvec(m),
         }
     }
@@ -305,6 +311,8 @@ pub fn decode_body(opcode: Opcode, body: &[u8]) -> Result<Decoded, DecodeError> 
         O::ListBuckets => Decoded::Request(Request::ListBuckets(take(opcode, body)?)),
         O::SetBucketAccess => Decoded::Request(Request::SetBucketAccess(take(opcode, body)?)),
         O::GetBucketAccess => Decoded::Request(Request::GetBucketAccess(take(opcode, body)?)),
+        O::GetRegistry => Decoded::Request(Request::GetRegistry(take(opcode, body)?)),
+        O::SetRegistry => Decoded::Request(Request::SetRegistry(take(opcode, body)?)),
         O::PutShardOk => Decoded::Response(Response::PutShardOk(take(opcode, body)?)),
         O::GetShardOk => Decoded::Response(Response::GetShardOk(take(opcode, body)?)),
         O::HeadOk => Decoded::Response(Response::HeadOk(take(opcode, body)?)),
@@ -327,6 +335,7 @@ pub fn decode_body(opcode: Opcode, body: &[u8]) -> Result<Decoded, DecodeError> 
         O::ChangeSummaryOk => Decoded::Response(Response::ChangeSummaryOk(take(opcode, body)?)),
         O::ListBucketsOk => Decoded::Response(Response::ListBucketsOk(take(opcode, body)?)),
         O::BucketAccessOk => Decoded::Response(Response::BucketAccessOk(take(opcode, body)?)),
+        O::RegistryOk => Decoded::Response(Response::RegistryOk(take(opcode, body)?)),
         O::Error => Decoded::Response(Response::Error(take(opcode, body)?)),
     };
     check(opcode, &decoded)?;
@@ -490,6 +499,8 @@ fn check(opcode: Opcode, decoded: &Decoded) -> Result<(), DecodeError> {
             }
         }
         Decoded::Request(Request::GetMap(_) | Request::SetMap(_)) => {}
+        Decoded::Request(Request::GetRegistry(_) | Request::SetRegistry(_)) => {}
+        Decoded::Response(Response::RegistryOk(_)) => {}
         Decoded::Request(Request::CrrStatus(_) | Request::ChangeSummary(_)) => {}
         Decoded::Response(Response::ChangeSummaryOk(m)) => {
             count("groups", m.groups.len(), crate::crr::SUMMARY_GROUPS_MAX)?

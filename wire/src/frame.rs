@@ -75,6 +75,8 @@ pub enum Opcode {
     ListBuckets = 0x18,
     SetBucketAccess = 0x19,
     GetBucketAccess = 0x1a,
+    GetRegistry = 0x1b,
+    SetRegistry = 0x1c,
     PutShardOk = 0x81,
     GetShardOk = 0x82,
     HeadOk = 0x83,
@@ -97,6 +99,7 @@ pub enum Opcode {
     ChangeSummaryOk = 0x97,
     ListBucketsOk = 0x98,
     BucketAccessOk = 0x99,
+    RegistryOk = 0x9a,
     Error = 0xff,
 }
 
@@ -131,6 +134,8 @@ impl Opcode {
             0x18 => ListBuckets,
             0x19 => SetBucketAccess,
             0x1a => GetBucketAccess,
+            0x1b => GetRegistry,
+            0x1c => SetRegistry,
             0x81 => PutShardOk,
             0x82 => GetShardOk,
             0x83 => HeadOk,
@@ -153,6 +158,7 @@ impl Opcode {
             0x97 => ChangeSummaryOk,
             0x98 => ListBucketsOk,
             0x99 => BucketAccessOk,
+            0x9a => RegistryOk,
             0xff => Error,
             _ => return None,
         })
@@ -169,7 +175,16 @@ impl Opcode {
 
     /// Only these opcodes may carry a payload.
     pub fn allows_payload(self) -> bool {
-        matches!(self, Opcode::PutShard | Opcode::GetShardOk | Opcode::SetMap | Opcode::MapOk | Opcode::CrrApply)
+        matches!(
+            self,
+            Opcode::PutShard
+                | Opcode::GetShardOk
+                | Opcode::SetMap
+                | Opcode::MapOk
+                | Opcode::CrrApply
+                | Opcode::SetRegistry
+                | Opcode::RegistryOk
+        )
     }
 }
 

@@ -19,6 +19,7 @@ mod message;
 pub mod placement;
 mod principal;
 pub mod quorum;
+pub mod registry;
 pub mod repair;
 pub mod stripe;
 mod validate;
@@ -34,9 +35,10 @@ pub use map::{ClassProfiles, ClusterMap, EcProfile, MapError, MapNode, MapTarget
 pub use map_sig::{MapKey, MapSignature, SignedMap};
 pub use message::{
     Acl, BucketAccessOk, BucketInfo, ByteRange, CommitOk, CommitVersion, CoreStatus, CreateBucket, DeleteObject,
-    DeleteOk, ErrorBody, ErrorCode, GetBucket, GetBucketAccess, GetMap, GetShard, GetShardOk, Head, HeadOk, List,
-    ListBuckets, ListBucketsOk, ListEntry, ListOk, ListVersions, ListVersionsOk, MapOk, NodeStatus, NodeStatusOk,
-    ObjectMeta, PutShard, PutShardOk, Request, Response, SetBucketAccess, SetMap, StorageClass, TargetStatus,
+    DeleteOk, ErrorBody, ErrorCode, GetBucket, GetBucketAccess, GetMap, GetRegistry, GetShard, GetShardOk, Head,
+    HeadOk, List, ListBuckets, ListBucketsOk, ListEntry, ListOk, ListVersions, ListVersionsOk, MapOk, NodeStatus,
+    NodeStatusOk, ObjectMeta, PutShard, PutShardOk, RegistryOk, Request, Response, SetBucketAccess, SetMap,
+    SetRegistry, StorageClass, TargetStatus,
 };
 pub use placement::{object_hash, Placement, PlacementViolation};
 pub use principal::{valid_principal_name, Principal, PrincipalError, Role, PRINCIPAL_NAME_MAX, PRINCIPAL_URI_PREFIX};

@@ -395,6 +395,27 @@ pub struct BucketAccessOk {
     pub access: crate::access::BucketAccess,
 }
 
+/// Read the region's principal registry ([`crate::registry`]) from a
+/// node: the answer carries it as payload only if the node's is newer
+/// than `newer_than` (nodes poll each other cheaply).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetRegistry {
+    /// The version the asker holds.
+    pub newer_than: u64,
+}
+
+/// Install a newer signed principal registry (the payload).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetRegistry {}
+
+/// Answer to [`GetRegistry`] and [`SetRegistry`]: the node's registry
+/// version (and, for a GetRegistry it is newer for, the registry).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryOk {
+    /// The node's registry version.
+    pub version: u64,
+}
+
 /// Read a bucket's settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetBucket {
@@ -521,6 +542,8 @@ pub enum Request {
     ListBuckets(ListBuckets),
     SetBucketAccess(SetBucketAccess),
     GetBucketAccess(GetBucketAccess),
+    GetRegistry(GetRegistry),
+    SetRegistry(SetRegistry),
 }
 
 /// Every response.
@@ -549,5 +572,6 @@ pub enum Response {
     ChangeSummaryOk(crate::crr::ChangeSummaryOk),
     ListBucketsOk(ListBucketsOk),
     BucketAccessOk(BucketAccessOk),
+    RegistryOk(RegistryOk),
     Error(ErrorBody),
 }

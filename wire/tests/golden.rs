@@ -215,6 +215,8 @@ fn requests() -> Vec<(&'static str, Request, u64)> {
             Request::GetBucketAccess(GetBucketAccess { target: TargetId(3), bucket: "photos".into() }),
             0,
         ),
+        ("get_registry", Request::GetRegistry(GetRegistry { newer_than: 41 }), 0),
+        ("set_registry", Request::SetRegistry(SetRegistry {}), 900),
     ]
 }
 
@@ -367,6 +369,7 @@ fn responses() -> Vec<(&'static str, Response, u64)> {
             0,
         ),
         ("bucket_access_ok", Response::BucketAccessOk(BucketAccessOk { owner: "alice".into(), access: access() }), 0),
+        ("registry_ok", Response::RegistryOk(RegistryOk { version: 42 }), 900),
     ]
 }
 
