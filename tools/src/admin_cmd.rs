@@ -117,6 +117,7 @@ fn issue(
         None => config.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
     let out = std::path::absolute(&out).map_err(|e| crate::CliError::Io(format!("{}: {e}", out.display())))?;
+    std::fs::create_dir_all(&out).map_err(|e| crate::CliError::Io(format!("{}: {e}", out.display())))?;
     let (cert, key, toml) =
         (out.join(format!("{name}.pem")), out.join(format!("{name}.key")), out.join(format!("{name}.toml")));
     if toml.exists() || cert.exists() {

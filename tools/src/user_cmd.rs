@@ -126,9 +126,9 @@ pub(crate) async fn user(c: &Client, cmd: UserCmd) -> Result<(), CliError> {
                 );
                 return Ok(());
             }
-            println!("{:<32} {:<20} keys", "user", "created");
+            println!("{:<32} {:<28} keys", "user", "created");
             for u in &reg.users {
-                println!("{:<32} {:<20} {}", u.name, crate::civil::utc_ms(u.created_ms), u.keys.len());
+                println!("{:<32} {:<28} {}", u.name, crate::civil::utc_ms(u.created_ms), u.keys.len());
             }
             println!("registry version {}; {} revoked certificates", reg.version, reg.revoked.len());
             Ok(())

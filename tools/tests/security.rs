@@ -6,7 +6,9 @@
 //! key. Each request must be refused with an error naming why; afterwards
 //! the owner's data, every node's map and every node's repair rate must be
 //! as they were. Then a bad map the operator did sign is undone with
-//! `tessera admin map recover`. (Stalled streams and oversized payloads are
+//! `tessera admin map recover`, and the principal registry is put to work:
+//! listed users, access keys, a node catching up, a revoked certificate.
+//! (Stalled streams and oversized payloads are
 //! node/tests/stalled_streams.rs; bucket names and terminal escapes are
 //! dev_lifecycle.rs; the replication endpoint is crr.rs.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -195,7 +197,7 @@ fn attacks(s: &Scene, rogue: &tessera_client::MapSigner) -> Vec<(&'static str, R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attack_is_refused_by_every_attacker_and_changes_nothing() {
-    let region = Region::new("attack", port_base(0), &[]);
+    let region = Region::new("attack", port_base(0), &["--repair-interval-ms", "1000"]);
     let tls = region.dir.join("tls");
     // The victim: the dev user's private object.
     let owner = region.client(BUCKET, true).await;
@@ -344,6 +346,57 @@ async fn every_attack_is_refused_by_every_attacker_and_changes_nothing() {
     assert_eq!(admin.view().map, expected, "the recovered map is the kept one under a new epoch");
     let got = owner.get(BUCKET, KEY, Default::default()).await.unwrap().bytes().await.unwrap();
     assert!(got == secret, "the owner's object after recovery");
+
+    // Users and access keys. Once the region lists its users, a user
+    // certificate of the CA is not enough: bob, connected all along, is
+    // turned away at once.
+    let out = region.admin_cli(&["admin", "user", "add", "dev"]);
+    assert!(out.contains("only listed users") && out.contains("taken by 6 nodes"), "{out}");
+    match bob_client.list_buckets().await {
+        Ok(b) => panic!("an unlisted user still lists: {b:?}"),
+        Err(e) => assert!(e.to_string().contains("user:bob is not a user of this region"), "{e}"),
+    }
+    owner.get(BUCKET, KEY, Default::default()).await.unwrap();
+    let out = region.admin_cli(&["admin", "key", "add", "dev"]);
+    let id = out.lines().find_map(|l| l.strip_prefix("access key id:")).unwrap_or_else(|| panic!("{out}")).trim();
+    let secret_key =
+        out.lines().find_map(|l| l.strip_prefix("secret access key:")).unwrap_or_else(|| panic!("{out}")).trim();
+    assert_eq!(secret_key.len(), 40, "{out}");
+    let listed = region.admin_cli(&["admin", "key", "ls", "dev"]);
+    assert!(listed.contains(id) && !listed.contains(secret_key), "{listed}");
+    let held = std::fs::read(region.dir.join("z1-n1/registry.bin")).unwrap();
+    assert!(!held.windows(secret_key.len()).any(|w| w == secret_key.as_bytes()), "a node keeps the secret in clear");
+    // Sealed under the region's secrets key, for this user and id only.
+    let reg = admin.registry().await.unwrap();
+    let sealed = &reg.user("dev").unwrap().keys[0].sealed_secret;
+    let secrets = tessera_client::SecretsKey::load(&region.dir.join("tls/secrets.key")).unwrap();
+    assert_eq!(secrets.open("dev", id, sealed).unwrap(), secret_key.as_bytes());
+    assert!(secrets.open("bob", id, sealed).is_err());
+    let refused = region.cli(&["admin", "user", "add", "mallory"]);
+    assert!(refused.contains("user:dev may not send reading the principal registry"), "{refused}");
+
+    // A node that was down takes the change from the others.
+    region.stop_zone("z3");
+    let out = region.admin_cli(&["admin", "user", "add", "carol"]);
+    assert!(out.contains("not reached"), "{out}");
+    let version = admin.registry().await.unwrap().version;
+    region.start_zone("z3");
+    let z3: Vec<SocketAddr> = nodes.iter().filter(|(n, _)| n.starts_with("z3")).map(|(_, a)| *a).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for a in z3 {
+        while !matches!(admin.registry_bytes(a, version - 1).await, Ok(Some(_))) {
+            assert!(std::time::Instant::now() < deadline, "{a} never took registry version {version}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    // Revoking the owner's certificate ends its connections at once.
+    let out = region.admin_cli(&["admin", "cert", "revoke", tls.join("user.pem").to_str().unwrap()]);
+    assert!(out.contains("revoked") && out.contains("user:dev"), "{out}");
+    match owner.get(BUCKET, KEY, Default::default()).await {
+        Ok(_) => panic!("a revoked certificate still reads"),
+        Err(e) => assert!(e.to_string().contains("was revoked"), "{e}"),
+    }
 }
 
 async fn repair_rates(admin: &Client, nodes: &[(String, SocketAddr)]) -> Vec<u32> {
