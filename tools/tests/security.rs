@@ -130,6 +130,20 @@ fn attacks(s: &Scene, rogue: &tessera_client::MapSigner) -> Vec<(&'static str, R
         dest_class: None,
         bandwidth_mib_s: 0,
     });
+    // A registry that lists the attacker and revokes nobody.
+    let registry = |by: Option<&tessera_client::MapSigner>| {
+        let reg = tessera_wire::registry::Registry {
+            version: 1_000,
+            users: vec![tessera_wire::registry::RegistryUser { name: "mallory".into(), created_ms: 1, keys: vec![] }],
+            revoked: vec![],
+        };
+        let sig = by.map(|k| {
+            let mut m = tessera_wire::registry::SIGNED_CONTEXT.to_vec();
+            m.extend_from_slice(&reg.to_wire(None).unwrap());
+            k.sign_bytes(&m)
+        });
+        reg.to_wire(sig.as_ref()).unwrap()
+    };
     let unsigned = |m: &ClusterMap| SignedMap::unsigned(m.clone()).map(|s| s.to_wire()).unwrap_or_default();
     let mut rogue_signed = SignedMap::unsigned(with_rule.clone()).unwrap();
     rogue.sign(&mut rogue_signed);
@@ -192,6 +206,13 @@ fn attacks(s: &Scene, rogue: &tessera_client::MapSigner) -> Vec<(&'static str, R
         ("install a map with profile 1+1", Request::SetMap(SetMap {}), unsigned(&one_plus_one)),
         ("add a replication rule (unsigned map)", Request::SetMap(SetMap {}), unsigned(&with_rule)),
         ("add a replication rule (map signed by another key)", Request::SetMap(SetMap {}), rogue_signed.to_wire()),
+        ("read the principal registry", Request::GetRegistry(GetRegistry { newer_than: 0 }), vec![]),
+        ("push a principal registry (unsigned)", Request::SetRegistry(SetRegistry {}), registry(None)),
+        (
+            "push a principal registry (signed by another key)",
+            Request::SetRegistry(SetRegistry {}),
+            registry(Some(rogue)),
+        ),
     ]
 }
 
@@ -265,8 +286,8 @@ async fn every_attack_is_refused_by_every_attacker_and_changes_nothing() {
     // but not rewrite it.
     let admin_conn =
         connect(&tls.join("ca.pem"), scene.addr, Some(&(tls.join("admin.pem"), tls.join("admin.key")))).await.unwrap();
-    for (what, req, payload) in attacks(&scene, &rogue).into_iter().filter(|(_, r, _)| matches!(r, Request::SetMap(_)))
-    {
+    let rewrites = |r: &Request| matches!(r, Request::SetMap(_) | Request::SetRegistry(_));
+    for (what, req, payload) in attacks(&scene, &rogue).into_iter().filter(|(_, r, _)| rewrites(r)) {
         match ask(&admin_conn, &req, &payload, scene.epoch).await.unwrap() {
             Response::Error(e) => {
                 assert_eq!(e.code, ErrorCode::BadRequest, "admin / {what}");
@@ -323,6 +344,7 @@ async fn every_attack_is_refused_by_every_attacker_and_changes_nothing() {
     admin.refresh_map().await.unwrap();
     assert_eq!(admin.view().map, map, "the region's map changed");
     assert_eq!(repair_rates(&admin, &nodes).await, rates_before, "a repair rate changed");
+    assert_eq!(admin.registry().await.unwrap().version, 0, "a refused registry was taken");
 
     // A bad map signed by the operator (z3-n1 moved to an address nobody
     // listens on) is undone by one command from a map a node kept.
