@@ -77,6 +77,30 @@ pub struct SignedMap {
     pub signature: Option<MapSignature>,
 }
 
+/// The signature in what follows a signed document's postcard bytes:
+/// nothing (unsigned) or exactly one trailer; otherwise the count of
+/// bytes that are neither.
+pub fn trailer(rest: &[u8]) -> Result<Option<MapSignature>, usize> {
+    match rest.len() {
+        0 => Ok(None),
+        TRAILER_LEN if rest[..4] == TRAILER_MAGIC => {
+            let mut key = [0u8; 32];
+            key.copy_from_slice(&rest[4..36]);
+            let mut value = [0u8; 64];
+            value.copy_from_slice(&rest[36..]);
+            Ok(Some(MapSignature { key: MapKey(key), value }))
+        }
+        n => Err(n),
+    }
+}
+
+/// Append the trailer carrying `sig`.
+pub fn push_trailer(out: &mut Vec<u8>, sig: &MapSignature) {
+    out.extend_from_slice(&TRAILER_MAGIC);
+    out.extend_from_slice(&sig.key.0);
+    out.extend_from_slice(&sig.value);
+}
+
 /// The bytes a map signature covers.
 pub fn signed_message(postcard: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(SIGNED_CONTEXT.len() + postcard.len());
@@ -103,21 +127,11 @@ impl SignedMap {
             postcard::take_from_bytes::<ClusterMap>(bytes).map_err(|e| MapError::Postcard(e.to_string()))?;
         map.validate()?;
         let postcard = bytes[..bytes.len() - rest.len()].to_vec();
-        let signature = match rest.len() {
-            0 => None,
-            TRAILER_LEN if rest[..4] == TRAILER_MAGIC => {
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&rest[4..36]);
-                let mut value = [0u8; 64];
-                value.copy_from_slice(&rest[36..]);
-                Some(MapSignature { key: MapKey(key), value })
-            }
-            n => {
-                return Err(MapError::Postcard(format!(
-                    "{n} bytes follow the map and are not a signature trailer ({TRAILER_LEN} bytes starting TMS1)"
-                )))
-            }
-        };
+        let signature = trailer(rest).map_err(|n| {
+            MapError::Postcard(format!(
+                "{n} bytes follow the map and are not a signature trailer ({TRAILER_LEN} bytes starting TMS1)"
+            ))
+        })?;
         Ok(SignedMap { map, postcard, signature })
     }
 
@@ -126,9 +140,7 @@ impl SignedMap {
         let mut out = Vec::with_capacity(self.postcard.len() + TRAILER_LEN);
         out.extend_from_slice(&self.postcard);
         if let Some(s) = &self.signature {
-            out.extend_from_slice(&TRAILER_MAGIC);
-            out.extend_from_slice(&s.key.0);
-            out.extend_from_slice(&s.value);
+            push_trailer(&mut out, s);
         }
         out
     }

@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::map_sig::{MapSignature, TRAILER_LEN, TRAILER_MAGIC};
+use crate::map_sig::MapSignature;
 use crate::{Principal, Role};
 
 /// Most users in a registry.
@@ -166,9 +166,7 @@ impl Registry {
     pub fn to_wire(&self, signature: Option<&MapSignature>) -> Result<Vec<u8>, RegistryError> {
         let mut out = postcard::to_stdvec(self).map_err(|e| RegistryError::Malformed(e.to_string()))?;
         if let Some(s) = signature {
-            out.extend_from_slice(&TRAILER_MAGIC);
-            out.extend_from_slice(&s.key.0);
-            out.extend_from_slice(&s.value);
+            crate::map_sig::push_trailer(&mut out, s);
         }
         Ok(out)
     }
@@ -184,19 +182,8 @@ impl Registry {
             postcard::take_from_bytes::<Registry>(bytes).map_err(|e| RegistryError::Malformed(e.to_string()))?;
         reg.validate()?;
         let body = &bytes[..bytes.len() - rest.len()];
-        let signature = match rest.len() {
-            0 => None,
-            TRAILER_LEN if rest[..4] == TRAILER_MAGIC => {
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&rest[4..36]);
-                let mut value = [0u8; 64];
-                value.copy_from_slice(&rest[36..]);
-                Some(MapSignature { key: crate::MapKey(key), value })
-            }
-            n => {
-                return Err(RegistryError::Malformed(format!("{n} bytes follow the registry and are not a signature")))
-            }
-        };
+        let signature = crate::map_sig::trailer(rest)
+            .map_err(|n| RegistryError::Malformed(format!("{n} bytes follow the registry and are not a signature")))?;
         Ok((reg, body, signature))
     }
 }
