@@ -194,6 +194,14 @@ fn admit(
     Ok(pending)
 }
 
+/// Read a whole small payload (a map or a registry, from an admin or a
+/// node; its length was bounded when the header was read).
+async fn read_whole(recv: &mut quinn::RecvStream, len: u64, what: &str) -> Result<Vec<u8>, String> {
+    let mut bytes = vec![0u8; len as usize];
+    recv.read_exact(&mut bytes).await.map_err(|e| format!("{what} payload truncated: expected {len} bytes: {e}"))?;
+    Ok(bytes)
+}
+
 /// The engine found no such object, version or shard.
 fn absent(e: &EngineError) -> bool {
     matches!(e, EngineError::NoSuchKey { .. } | EngineError::NoSuchShard { .. } | EngineError::NotPrepared { .. })
@@ -595,18 +603,13 @@ async fn serve_one(
             return Some(Served { op, ok, bytes_in: 0, bytes_out: bytes.len() as u64 });
         }
         Request::SetMap(_) => {
-            let mut bytes = vec![0u8; payload_len as usize];
-            if let Err(e) = recv.read_exact(&mut bytes).await {
-                bad_frame(
-                    ctx,
-                    send,
-                    recv,
-                    request_id,
-                    format!("map payload truncated: expected {payload_len} bytes: {e}"),
-                )
-                .await;
-                return None;
-            }
+            let bytes = match read_whole(recv, payload_len, "map").await {
+                Ok(b) => b,
+                Err(why) => {
+                    bad_frame(ctx, send, recv, request_id, why).await;
+                    return None;
+                }
+            };
             match ctx.map.install(&bytes, true) {
                 Ok(epoch) => Response::MapOk(MapOk { epoch }),
                 Err(e) => error_response(ErrorCode::BadRequest, e),
@@ -629,18 +632,13 @@ async fn serve_one(
                     ),
                 })
             } else {
-                let mut bytes = vec![0u8; payload_len as usize];
-                if let Err(e) = recv.read_exact(&mut bytes).await {
-                    bad_frame(
-                        ctx,
-                        send,
-                        recv,
-                        request_id,
-                        format!("registry payload truncated: expected {payload_len} bytes: {e}"),
-                    )
-                    .await;
-                    return None;
-                }
+                let bytes = match read_whole(recv, payload_len, "registry").await {
+                    Ok(b) => b,
+                    Err(why) => {
+                        bad_frame(ctx, send, recv, request_id, why).await;
+                        return None;
+                    }
+                };
                 match ctx.registry.install(&bytes) {
                     Ok(version) => Response::RegistryOk(tessera_wire::RegistryOk { version }),
                     Err(e) => error_response(ErrorCode::BadRequest, e),
