@@ -2,7 +2,9 @@
 # The playbooks on real hosts: containers built here and reached over SSH
 # (tests/hosts.sh), two regions (a: 3 zones x 2 hosts, b: 3 zones x 1 host)
 # with a replication rule from a to b. Deploys with site.yml, checks that a
-# second run changes nothing, writes and reads through the client from
+# second run changes nothing, that a foreign certificate is refused, that
+# the map-signing key is on no host and a map signed by another key is
+# refused (the map unchanged), writes and reads through the client from
 # outside and sees the objects replicated to b, stops a zone and reads
 # again, reverts a rule added by hand (the inventory owns the map), upgrades
 # region a node by node under a bounded client load (verify on) that must
