@@ -118,11 +118,15 @@ pub(crate) async fn serve(ctx: Rc<CoreCtx>, endpoint: quinn::Endpoint) {
             tracing::debug!(remote = %conn.remote_address(), principal = %who, "connection admitted");
             // This connection's share of payload memory.
             let budget = Rc::new(tokio::sync::Semaphore::new(ctx.connection_budget_kib as usize));
+            // Watching stops if the registry's sender goes (node shutdown):
+            // a closed channel would otherwise be ready forever.
+            let mut watching = true;
             loop {
                 let accepted = tokio::select! {
                     a = conn.accept_bi() => a,
-                    changed = registry.changed() => {
+                    changed = registry.changed(), if watching => {
                         if changed.is_err() {
+                            watching = false;
                             continue;
                         }
                         if let Err(why) = ctx.registry.admits(&who, &fingerprint) {
