@@ -47,5 +47,6 @@ pub use read::{group_view, reconstruct};
 pub use secrets::{new_access_key, SecretsKey};
 pub use seeds::{ConnectReport, SeedAttempt, SeedOutcome, SeedSource};
 pub use tessera_wire::{BucketInfo, ByteRange, ClusterMap, ListEntry, ObjectMeta, StorageClass, VersionId};
+pub use transport::ALPN;
 pub use view::MapView;
 pub use write::{encode_stripe, StripePool};

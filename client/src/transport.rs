@@ -16,8 +16,8 @@ use crate::{ClientConfig, ClientError};
 /// Requests with more payload than this do not feed latency estimates.
 const SAMPLE_PAYLOAD_MAX: usize = 64 * 1_024;
 
-/// ALPN id; must match the node's.
-const ALPN: &[u8] = b"tessera/1";
+/// ALPN id of the data and admin port; must match the node's.
+pub const ALPN: &[u8] = b"tessera/1";
 
 pub(crate) struct Transport {
     endpoint: quinn::Endpoint,

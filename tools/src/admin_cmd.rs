@@ -34,6 +34,17 @@ pub(crate) enum AdminCmd {
         #[command(subcommand)]
         cmd: crate::user_cmd::KeyCmd,
     },
+    /// Try the region's doors as attackers would (no certificate, another
+    /// CA, a user who owns nothing, a peer region, an admin without the
+    /// map-signing key); fails unless every attempt is refused for the
+    /// right reason and nothing changed.
+    Audit(crate::audit::AuditArgs),
+    /// Make the region's secrets key (seals access-key secrets); name it
+    /// as secrets_key in the admin config.
+    SecretsKey {
+        /// Where to write it (mode 0600; an existing file is kept).
+        out: PathBuf,
+    },
 }
 
 /// Certificate subcommands.
@@ -78,6 +89,21 @@ pub(crate) async fn run(config: Option<&Path>, cmd: AdminCmd) -> Result<(), crat
             crate::user_cmd::user(&crate::client(config.map(Path::to_path_buf)).await?, cmd).await
         }
         AdminCmd::Key { cmd } => crate::user_cmd::key(&crate::client(config.map(Path::to_path_buf)).await?, cmd).await,
+        AdminCmd::Audit(args) => {
+            let config = config.ok_or_else(|| {
+                crate::CliError::Usage("no client config: pass --config FILE (an admin's) or set TESSERA_CONFIG".into())
+            })?;
+            crate::audit::run(config, args).await
+        }
+        AdminCmd::SecretsKey { out } => {
+            if out.exists() {
+                println!("{} exists; kept", out.display());
+            } else {
+                tessera_client::SecretsKey::create(&out)?;
+                println!("wrote the region's secrets key to {} (mode 0600)", out.display());
+            }
+            Ok(())
+        }
         AdminCmd::Cert { cmd: CertCmd::Revoke { cert } } => {
             crate::user_cmd::revoke(&crate::client(config.map(Path::to_path_buf)).await?, &cert).await
         }

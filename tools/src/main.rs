@@ -2,6 +2,8 @@
 
 mod access_cmd;
 mod admin_cmd;
+mod audit;
+mod audit_raw;
 mod civil;
 mod crr_cmd;
 mod dev;
