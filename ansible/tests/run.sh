@@ -4,7 +4,11 @@
 # with a replication rule from a to b. Deploys with site.yml, checks that a
 # second run changes nothing, that a foreign certificate is refused, that
 # the map-signing key is on no host and a map signed by another key is
-# refused (the map unchanged), writes and reads through the client from
+# refused (the map unchanged), that the users are issued and listed,
+# runs `tessera admin audit` against region a (a user who owns nothing,
+# region b's certificate on the data port and on the replication
+# endpoint), rotates a user's certificate under that user's load (no
+# error, no node restarted, the old certificate refused), writes and reads through the client from
 # outside and sees the objects replicated to b, stops a zone and reads
 # again, reverts a rule added by hand (the inventory owns the map), upgrades
 # region a node by node under a bounded client load (verify on) that must
@@ -35,6 +39,7 @@ tessera_service_manager: process
 tessera_tuning_apply_sysctls: false
 tessera_pki_dir: $dir/pki
 tessera_node_repair_interval_ms: 2000
+tessera_users: [alice, auditor]
 tessera_node_crr_rules:
   - {id: photos-to-b, source_region: a, bucket: photos, dest_region: b, backfill: true}
 V
@@ -90,6 +95,67 @@ grep -v '^map_key' "$dir/client-$a1.toml" >"$dir/rogue/admin.toml"
 if out=$("$bin" --config "$dir/rogue/admin.toml" push-map "$dir/rogue/map.toml" 2>&1); then fail "a map signed by a rogue key was taken: $out"; fi
 grep -q "which this node does not trust" <<<"$out" || fail "a rogue map was refused without saying why: $out"
 [ "$(docker exec a-z2-h1 sed -n 's/^epoch = //p' /etc/tessera/map.toml)" = "$held" ] || fail "a refused map changed a node's map"
+echo "== users: issued on the controller, listed in each region; their keys on no host"
+for r in a b; do
+    users=$("$bin" --config "$dir/pki/$r/admin.toml" admin user ls) || fail "admin user ls in region $r: $users"
+    grep -q '^alice ' <<<"$users" && grep -q '^auditor ' <<<"$users" || fail "region $r does not list the users: $users"
+done
+for h in a-z1-h1 b-z1-h1; do
+    found=$(docker exec "$h" find / -xdev \( -name 'alice.key' -o -name 'secrets.key' \) 2>/dev/null || true)
+    [ -z "$found" ] || fail "a user key or the secrets key is on $h: $found"
+done
+
+echo "== tessera admin audit: region a's doors, tried by every kind of attacker"
+docker exec b-z1-h1 cat /etc/tessera/tls/node.pem >"$dir/peer-b.pem"
+(umask 077 && docker exec b-z1-h1 cat /etc/tessera/tls/node.key >"$dir/peer-b.key")
+audit=$("$bin" --config "$dir/pki/a/admin.toml" admin audit \
+    --user-cert "$dir/pki/a/users/auditor.pem" --user-key "$dir/pki/a/users/auditor.key" \
+    --peer-cert "$dir/peer-b.pem" --peer-key "$dir/peer-b.key" --crr-endpoint "$a1:7800" --peer-region b 2>&1) \
+    || { echo "$audit"; fail "the audit of region a"; }
+echo "$audit" >"$dir/audit.log"
+grep -q '^refused  user:auditor (owns nothing' <<<"$audit" || fail "the audit did not attack as user:auditor: $audit"
+grep -q '^refused  peer b / ' <<<"$audit" || fail "the audit did not attack the data port as region b: $audit"
+grep -q '^refused  peer b at the replication endpoint / .*may not replicate into bucket' <<<"$audit" \
+    || fail "the replication endpoint took a replica no rule allows: $audit"
+grep -q '^audit passed: 64 attempts by 4 attackers' <<<"$audit" || fail "the audit: $audit"
+
+echo "== rotate_user_cert.yml: alice's certificate replaced, nodes untouched, her load never failing"
+ua=$dir/pki/a/users
+"$bin" --config "$ua/alice.toml" mb alice-data >/dev/null
+"$bin" --config "$ua/alice.toml" put "$dir/id_ed25519.pub" alice-data/note >/dev/null
+cp "$ua/alice.pem" "$dir/alice-old.pem" && cp "$ua/alice.key" "$dir/alice-old.key"
+sed -e "s|^cert = .*|cert = \"$dir/alice-old.pem\"|" -e "s|^key = .*|key = \"$dir/alice-old.key\"|" \
+    -e "s|^ca_cert = .*|ca_cert = \"$ua/ca.pem\"|" "$ua/alice.toml" >"$dir/alice-old.toml"
+node_pids() { for h in a-z1-h1 a-z1-h2 a-z2-h1 a-z2-h2 a-z3-h1 a-z3-h2; do docker exec "$h" pgrep -f 'tessera node'; done; }
+pids=$(node_pids)
+play "$here/playbooks/rotate_user_cert.yml" -e tessera_rotate_user=alice >"$dir/rotate1.log" 2>&1 \
+    || { tail -30 "$dir/rotate1.log"; fail "rotate_user_cert.yml (issue)"; }
+cmp -s "$ua/alice.pem" "$dir/alice-old.pem" && fail "rotate_user_cert.yml issued no new certificate"
+for cfg in "$ua/alice.toml" "$dir/alice-old.toml"; do
+    "$bin" --config "$cfg" get alice-data/note "$dir/note" >/dev/null || fail "alice ($cfg) cannot read mid-rotation"
+done
+"$bench" --config="$ua/alice.toml" --eta=never --output-format=json --output="$dir/alice-load.json" \
+    --name=alice --bucket=alice-load --rw=randrw --bs=64k --size=4m --iodepth=2 --rate_iops=20 --runtime=40 \
+    --time_based --continue_on_error=all --verify=crc32c >/dev/null 2>&1 &
+alice_load=$!
+sleep 5
+play "$here/playbooks/rotate_user_cert.yml" -e tessera_rotate_user=alice -e tessera_rotate_finish=true \
+    >"$dir/rotate2.log" 2>&1 || { kill $alice_load; tail -30 "$dir/rotate2.log"; fail "rotate_user_cert.yml (finish)"; }
+if out=$("$bin" --config "$dir/alice-old.toml" get alice-data/note "$dir/note" 2>&1); then
+    fail "alice's previous certificate still reads after the rotation"
+fi
+grep -q "was revoked" <<<"$out" || fail "the previous certificate was refused without saying it was revoked: $out"
+[ ! -e "$ua/alice.previous.pem" ] || fail "the previous certificate's files were left behind"
+wait $alice_load || true
+python3 - "$dir/alice-load.json" <<'PY' || fail "alice's load saw errors during the rotation"
+import json, sys
+j = json.load(open(sys.argv[1]))["jobs"][0]
+ops = j["read"]["total_ios"] + j["write"]["total_ios"]
+print(f"alice's load across the revocation: {ops} operations, errors {j['tessera']['errors']}")
+sys.exit(1 if j["tessera"]["errors"] or ops < 100 else 0)
+PY
+[ "$(node_pids)" = "$pids" ] || fail "a node of region a restarted during the rotation"
+
 c "$b1" mb photos >/dev/null
 for i in 1 2 3; do head -c $((i * 700001)) /dev/urandom >"$dir/obj$i"; c "$a1" put "$dir/obj$i" "photos/obj$i" >/dev/null; done
 [ "$(c "$a1" ls --json photos | grep -c '"key":')" = 3 ] || fail "ls does not list the 3 objects"
