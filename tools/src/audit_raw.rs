@@ -108,7 +108,7 @@ pub(crate) async fn ask(conn: &quinn::Connection, attack: &Attack, epoch: u64) -
 
 fn now_version(low: u64) -> VersionId {
     let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    VersionId(((ms as u128 & u128::from(u64::MAX)) << 64) | u128::from(low))
+    VersionId(((ms & u128::from(u64::MAX)) << 64) | u128::from(low))
 }
 
 /// A version id about a century ahead of any clock (2128).
