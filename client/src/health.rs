@@ -15,6 +15,11 @@
 //! probes, starting from a clean slate, so a recovered node comes back and
 //! a still-slow one is ejected again within a few requests.
 //!
+//! Ejection is for the odd bad node, not for a loaded region: at most a
+//! quarter of the tracked addresses (at least one) are ejected at a time.
+//! During a rolling restart several nodes are slow at once, and ejecting
+//! them all left shard reads without enough nodes to ask.
+//!
 //! [`hedge_ms`]: crate::ClientConfig::hedge_ms
 //! [`hedge_max_ms`]: crate::ClientConfig::hedge_max_ms
 
@@ -32,6 +37,14 @@ struct Stat {
     rttvar_us: f64,
     samples: u32,
     ejected_until: Option<Instant>,
+    /// The median when it was ejected, for the error a caller sees.
+    ejected_median_us: f64,
+}
+
+impl Stat {
+    fn fresh(srtt_us: f64) -> Stat {
+        Stat { srtt_us, rttvar_us: srtt_us / 2.0, samples: 0, ejected_until: None, ejected_median_us: 0.0 }
+    }
 }
 
 /// Latency estimates and ejections, shared by every request of a client.
@@ -81,7 +94,7 @@ impl Health {
     pub(crate) fn record(&self, addr: SocketAddr, elapsed: Duration) -> Option<Ejected> {
         let us = elapsed.as_micros() as f64;
         let mut stats = self.lock();
-        let s = stats.entry(addr).or_insert(Stat { srtt_us: us, rttvar_us: us / 2.0, samples: 0, ejected_until: None });
+        let s = stats.entry(addr).or_insert(Stat::fresh(us));
         if s.samples > 0 {
             s.rttvar_us = 0.75 * s.rttvar_us + 0.25 * (s.srtt_us - us).abs();
             s.srtt_us = 0.875 * s.srtt_us + 0.125 * us;
@@ -93,8 +106,14 @@ impl Health {
         }
         let median = median_srtt(&stats)?;
         if srtt > self.gray_floor_us && srtt > self.gray_factor * median {
+            let now = Instant::now();
+            let out = stats.values().filter(|s| s.ejected_until.is_some_and(|t| t > now)).count();
+            if out >= (stats.len() / 4).max(1) {
+                return None;
+            }
             if let Some(s) = stats.get_mut(&addr) {
-                s.ejected_until = Some(Instant::now() + self.eject_for);
+                s.ejected_until = Some(now + self.eject_for);
+                s.ejected_median_us = median;
             }
             return Some(Ejected { srtt_ms: srtt / 1e3, median_ms: median / 1e3 });
         }
@@ -105,12 +124,14 @@ impl Health {
     /// the address starts over (its next requests are the probes).
     pub(crate) fn ejected(&self, addr: SocketAddr) -> Option<Ejected> {
         let mut stats = self.lock();
-        let median = median_srtt(&stats).unwrap_or(0.0);
+        let median = median_srtt(&stats);
         let s = stats.get_mut(&addr)?;
         match s.ejected_until {
-            Some(t) if t > Instant::now() => Some(Ejected { srtt_ms: s.srtt_us / 1e3, median_ms: median / 1e3 }),
+            Some(t) if t > Instant::now() => {
+                Some(Ejected { srtt_ms: s.srtt_us / 1e3, median_ms: s.ejected_median_us / 1e3 })
+            }
             Some(_) => {
-                *s = Stat { srtt_us: median, rttvar_us: median / 2.0, samples: 0, ejected_until: None };
+                *s = Stat::fresh(median.unwrap_or(s.ejected_median_us));
                 None
             }
             None => None,
@@ -184,6 +205,33 @@ mod tests {
         for _ in 0..GRAY_MIN_SAMPLES {
             assert_eq!(h.record(addr(9), Duration::from_millis(2)), None, "a recovered node stays in");
         }
+    }
+
+    #[test]
+    fn at_most_a_quarter_of_the_nodes_are_ejected_at_once() {
+        let h = health();
+        for _ in 0..20 {
+            for i in 1..=8 {
+                h.record(addr(i), Duration::from_millis(2));
+            }
+        }
+        // Four of twelve turn slow together (a rolling restart, a loaded
+        // zone): the first three are ejected, the fourth is not.
+        let mut ejected = Vec::new();
+        for _ in 0..GRAY_MIN_SAMPLES {
+            for i in 9..=12 {
+                if let Some(e) = h.record(addr(i), Duration::from_millis(400)) {
+                    assert!(e.median_ms < 5.0, "{e:?}");
+                    ejected.push(i);
+                }
+            }
+        }
+        assert_eq!(ejected.len(), 3, "{ejected:?}");
+        let kept = (9..=12).filter(|i| h.ejected(addr(*i)).is_none()).count();
+        assert_eq!(kept, 1);
+        // The error names the median the decision was made against.
+        let e = h.ejected(addr(ejected[0])).expect("still ejected");
+        assert!(e.median_ms > 1.0 && e.median_ms < 5.0, "{e:?}");
     }
 
     #[test]

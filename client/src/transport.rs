@@ -321,7 +321,10 @@ impl Transport {
     }
 }
 
-/// Requests that an ejected (gray) node may be skipped for.
+/// Requests that an ejected (gray) node may be skipped for: shard reads,
+/// which have other shards and parity to go to. Heads and listings need
+/// answers from a quorum of targets and already stop waiting for a slow
+/// one after the hedge delay, so skipping it could only cost the quorum.
 fn may_skip_when_slow(req: &Request) -> bool {
-    matches!(req, Request::GetShard(_) | Request::Head(_) | Request::List(_) | Request::ListVersions(_))
+    matches!(req, Request::GetShard(_))
 }

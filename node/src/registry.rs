@@ -121,6 +121,11 @@ fn check(bytes: &[u8], trusted: &[MapKey]) -> Result<Registry, String> {
     let mut message = SIGNED_CONTEXT.to_vec();
     message.extend_from_slice(body);
     let what = format!("principal registry version {}", reg.version);
-    tessera_client::verify_signed(&what, &message, sig.as_ref(), trusted).map_err(|e| e.to_string())?;
+    // The signature error without the map's "cluster map signature" prefix:
+    // `what` names the registry.
+    tessera_client::verify_signed(&what, &message, sig.as_ref(), trusted).map_err(|e| match e {
+        tessera_wire::MapError::Signature(why) => why,
+        other => other.to_string(),
+    })?;
     Ok(reg)
 }
