@@ -385,7 +385,20 @@ async fn carry_out(
     for &(i, fix) in &plan.fixes {
         let t = members[i];
         let r = match fix {
-            Fix::Purge => c.purge_on(t, bucket, key, v).await,
+            Fix::Purge => match c.purge_on(t, bucket, key, v).await {
+                // A new member (an added node, a replaced disk) may hold
+                // nothing of the bucket but this tombstone's absence: give
+                // it the bucket from a member that knows it, then the
+                // tombstone (else the group's digests never agree).
+                Err(tessera_client::ClientError::NoSuchBucket { .. }) => {
+                    let others: Vec<usize> = (0..members.len()).filter(|&j| j != i).collect();
+                    match ensure_bucket(c, members, &others, t, bucket).await {
+                        Ok(()) => c.purge_on(t, bucket, key, v).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                r => r,
+            },
             Fix::Commit => c.commit_on(t, bucket, key, v).await,
             Fix::Write | Fix::Rewrite => {
                 rebuild.push((i, fix == Fix::Rewrite));

@@ -525,6 +525,15 @@ async fn a_replaced_disk_is_refilled_by_repair() {
         let r = c.put(BUCKET, &key, content(&key, len)).await.unwrap();
         acked.insert(key, (len as u64, r.version));
     }
+    // A bucket that holds nothing but tombstones: the new disk must still
+    // get the bucket and the tombstones, or the group never agrees (this
+    // hung `repair wait` after `tessera admin audit` purged its object).
+    c.create_bucket("tombstones", Default::default()).await.unwrap();
+    for i in 0..3 {
+        let key = format!("gone/{i}");
+        let r = c.put("tombstones", &key, content(&key, 1_000)).await.unwrap();
+        c.delete_version("tombstones", &key, r.version).await.unwrap();
+    }
     region.dev("kill-node", &["z2-n1"]);
     let data = region.dir.join("z2-n1/data");
     let mut removed = 0;
