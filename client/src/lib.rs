@@ -28,6 +28,7 @@ mod repair;
 mod secrets;
 mod seeds;
 mod transport;
+mod udp;
 mod view;
 mod write;
 

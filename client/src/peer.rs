@@ -139,8 +139,7 @@ impl PeerLink {
         ));
         client_cfg.transport_config(Arc::new(transport));
         let bind: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 0));
-        let mut endpoint =
-            quinn::Endpoint::client(bind).map_err(|e| ClientError::Config { detail: format!("UDP socket: {e}") })?;
+        let mut endpoint = crate::udp::endpoint(bind)?;
         endpoint.set_default_client_config(client_cfg);
         Ok(PeerLink {
             cfg,
