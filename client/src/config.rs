@@ -67,6 +67,13 @@ pub struct ClientConfig {
     /// many stripes per upload or download). Default 4.
     #[serde(default = "default_in_flight")]
     pub stripes_in_flight: usize,
+    /// UDP receive and send buffer the SDK asks the kernel for, in bytes
+    /// (capped by `net.core.rmem_max`/`wmem_max`). A read's shard replies
+    /// arrive from many nodes at once; a buffer too small for the burst
+    /// drops its tail, which QUIC then waits ~25 ms to resend. 0 keeps
+    /// the kernel's default. Default 8 MiB.
+    #[serde(default = "default_udp_buffer_bytes")]
+    pub udp_buffer_bytes: usize,
     /// Owner the client proposes for buckets and objects. Nodes record
     /// the principal of the client certificate instead for every user,
     /// gateway and admin; only nodes copying data keep the owner they
@@ -154,6 +161,9 @@ fn default_silence_ms() -> u64 {
 fn default_down_ms() -> u64 {
     3_000
 }
+fn default_udp_buffer_bytes() -> usize {
+    crate::udp::UDP_BUFFER_BYTES
+}
 fn default_hedge_ms() -> u64 {
     50
 }
@@ -203,6 +213,7 @@ impl ClientConfig {
             map_key: None,
             secrets_key: None,
             stripes_in_flight: default_in_flight(),
+            udp_buffer_bytes: default_udp_buffer_bytes(),
             owner: default_owner(),
             request_timeout_ms: default_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),

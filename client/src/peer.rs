@@ -139,7 +139,7 @@ impl PeerLink {
         ));
         client_cfg.transport_config(Arc::new(transport));
         let bind: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 0));
-        let mut endpoint = crate::udp::endpoint(bind)?;
+        let mut endpoint = crate::udp::endpoint(bind, crate::udp::UDP_BUFFER_BYTES)?;
         endpoint.set_default_client_config(client_cfg);
         Ok(PeerLink {
             cfg,

@@ -111,7 +111,7 @@ impl Transport {
         ));
         client_cfg.transport_config(Arc::new(transport));
         let bind: SocketAddr = "0.0.0.0:0".parse().map_err(|e| ClientError::Config { detail: format!("{e}") })?;
-        let mut endpoint = crate::udp::endpoint(bind)?;
+        let mut endpoint = crate::udp::endpoint(bind, cfg.udp_buffer_bytes)?;
         endpoint.set_default_client_config(client_cfg);
         Ok(Transport {
             endpoint,

@@ -11,29 +11,33 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::ClientError;
 
-/// Receive and send buffer asked for. The kernel caps it at
-/// `net.core.rmem_max` / `wmem_max` (the Ansible tuning role raises both).
+/// Receive and send buffer asked for by default (`udp_buffer_bytes`). The
+/// kernel caps it at `net.core.rmem_max` / `wmem_max` (the Ansible tuning
+/// role raises both).
 pub(crate) const UDP_BUFFER_BYTES: usize = 8 * 1_048_576;
 
 fn socket_err(bind: SocketAddr, what: &str, e: std::io::Error) -> ClientError {
     ClientError::Config { detail: format!("UDP socket on {bind}: {what}: {e}") }
 }
 
-/// A QUIC client endpoint on `bind` with large socket buffers.
-pub(crate) fn endpoint(bind: SocketAddr) -> Result<quinn::Endpoint, ClientError> {
+/// A QUIC client endpoint on `bind` whose socket buffers are `buffer`
+/// bytes (0: the kernel's default).
+pub(crate) fn endpoint(bind: SocketAddr, buffer: usize) -> Result<quinn::Endpoint, ClientError> {
     let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))
         .map_err(|e| socket_err(bind, "creating", e))?;
-    // Best effort: a smaller buffer still works, with losses under bursts.
-    let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
-    let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
-    if let Ok(got) = socket.recv_buffer_size() {
-        // Linux reports twice what it keeps for data.
-        if got < UDP_BUFFER_BYTES / 2 {
-            tracing::debug!(
-                got,
-                wanted = UDP_BUFFER_BYTES,
-                "UDP receive buffer capped by net.core.rmem_max: bursts of shard replies may be dropped"
-            );
+    if buffer > 0 {
+        // Best effort: a smaller buffer still works, with losses under bursts.
+        let _ = socket.set_recv_buffer_size(buffer);
+        let _ = socket.set_send_buffer_size(buffer);
+        if let Ok(got) = socket.recv_buffer_size() {
+            // Linux reports twice what it keeps for data.
+            if got < buffer / 2 {
+                tracing::debug!(
+                    got,
+                    wanted = buffer,
+                    "UDP receive buffer capped by net.core.rmem_max: bursts of shard replies may be dropped"
+                );
+            }
         }
     }
     socket.bind(&bind.into()).map_err(|e| socket_err(bind, "binding", e))?;
