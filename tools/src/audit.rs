@@ -198,9 +198,11 @@ pub(crate) async fn run(config: &Path, args: AuditArgs) -> Result<(), CliError> 
 
     let mut report = Report::default();
     let door = Door { addr, server_name: &cfg.server_name, ca: &cfg.ca_cert, alpn: tessera_client::ALPN };
+    // Built once: every attacker sends the same requests.
+    let all = attacks(&scene, &rogue).map_err(CliError::Io)?;
     for a in &attackers {
-        for attack in attacks(&scene, &rogue).map_err(CliError::Io)? {
-            let answer = attempt(&door, a.identity.as_ref(), &attack, map.epoch).await;
+        for attack in &all {
+            let answer = attempt(&door, a.identity.as_ref(), attack, map.epoch).await;
             report.judge(&a.name, attack.what, answer, &a.refused_because);
         }
     }
@@ -210,8 +212,8 @@ pub(crate) async fn run(config: &Path, args: AuditArgs) -> Result<(), CliError> 
     let rewrites =
         |a: &Attack| matches!(a.request, tessera_wire::Request::SetMap(_) | tessera_wire::Request::SetRegistry(_));
     let own = cfg.cert.clone().zip(cfg.key.clone());
-    for attack in attacks(&scene, &rogue).map_err(CliError::Io)?.into_iter().filter(rewrites) {
-        let answer = attempt(&door, own.as_ref(), &attack, map.epoch).await;
+    for attack in all.iter().filter(|a| rewrites(a)) {
+        let answer = attempt(&door, own.as_ref(), attack, map.epoch).await;
         report.judge(&format!("{me} without the map-signing key"), attack.what, answer, &signature_refusals());
     }
 
